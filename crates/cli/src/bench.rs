@@ -1,0 +1,281 @@
+//! `perimeter bench …`: the measurements behind BENCHMARKS.md. Benchmarks, not tests: they
+//! report numbers and never fail on them.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::Subcommand;
+use perimeter_config::Config;
+use perimeter_index::{Index, SearchMode};
+use perimeter_server::{load_models, Engines};
+use perimeter_store::{DocumentRecord, NewChunk, SqliteStore, Store};
+use perimeter_types::{AccessFilter, ChatMessage, ChatRequest, DocumentId, GenerationParams, Level, RetrievalQuery, Role};
+
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// Embedding throughput (sentences/s) on synthetic ~34-token sentences.
+    Embed {
+        #[arg(long, default_value_t = 1000)]
+        sentences: usize,
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Also write the sentences to this file (one per line) for an anchor measurement.
+        #[arg(long)]
+        dump: Option<PathBuf>,
+    },
+    /// Generation speed: prompt processing and decoding tokens/s.
+    Generate {
+        /// Approximate prompt length in tokens.
+        #[arg(long, default_value_t = 512)]
+        prompt_tokens: usize,
+        #[arg(long, default_value_t = 128)]
+        new_tokens: u32,
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
+    /// Hybrid retrieval latency over a synthetic store of N chunks (no generation).
+    Retrieval {
+        #[arg(long, default_value_t = 100_000)]
+        chunks: usize,
+        #[arg(long, default_value_t = 500)]
+        queries: usize,
+        /// Where to build the synthetic store (default: a temporary directory).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+pub fn run(config: &Config, cmd: BenchCommand) -> Result<i32> {
+    match cmd {
+        BenchCommand::Embed { sentences, runs, dump } => embed(config, sentences, runs, dump),
+        BenchCommand::Generate { prompt_tokens, new_tokens, runs } => generate(config, prompt_tokens, new_tokens, runs),
+        BenchCommand::Retrieval { chunks, queries, dir } => retrieval(chunks, queries, dir),
+    }
+}
+
+/// A small deterministic PRNG (xorshift64*), so runs are comparable.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+    fn unit(&mut self) -> f32 {
+        (self.next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+    }
+}
+
+const WORDS: &[&str] = &[
+    "patient", "clinic", "appointment", "member", "savings", "account", "interest", "payment", "refund", "policy",
+    "leave", "holiday", "expenses", "travel", "mileage", "password", "security", "incident", "report", "rota",
+    "pharmacy", "prescription", "complaint", "interpreter", "access", "record", "review", "salary", "band", "manager",
+    "staff", "training", "onboarding", "remote", "working", "equipment", "laptop", "network", "backup", "supplier",
+    "invoice", "approval", "threshold", "budget", "quarter", "annual", "monthly", "weekly", "deadline", "escalation",
+    "the", "a", "for", "with", "and", "of", "to", "in", "on", "by", "must", "should", "will", "can", "before", "after",
+];
+
+fn sentence(rng: &mut Rng, words: usize) -> String {
+    let mut s = String::new();
+    for i in 0..words {
+        if i > 0 {
+            s.push(' ');
+        }
+        s.push_str(WORDS[rng.below(WORDS.len())]);
+    }
+    s.push('.');
+    s
+}
+
+fn range(values: &[f64]) -> String {
+    let min = values.iter().cloned().fold(f64::INFINITY, f64::min);
+    let max = values.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    format!("{min:.1}–{max:.1}")
+}
+
+fn embed(config: &Config, n: usize, runs: usize, dump: Option<PathBuf>) -> Result<i32> {
+    if n == 0 || runs == 0 {
+        bail!("--sentences and --runs must be positive");
+    }
+    let mut rng = Rng(42);
+    // ~30 words ≈ 34 tokens with [CLS]/[SEP] for this vocabulary.
+    let texts: Vec<String> = (0..n)
+        .map(|_| {
+            let words = 28 + rng.below(5);
+            sentence(&mut rng, words)
+        })
+        .collect();
+    if let Some(path) = dump {
+        std::fs::write(&path, texts.join("\n") + "\n").with_context(|| format!("could not write {}", path.display()))?;
+    }
+    let rt = crate::runtime()?;
+    let (embedder, _) = load_models(config, Engines::EmbeddingOnly)?;
+    let tokens: usize = texts.iter().map(|t| embedder.count_tokens(t)).sum();
+    println!("embedding {n} sentences ({:.1} tokens each), {runs} runs, model {}", tokens as f64 / n as f64, embedder.model());
+    let mut rates = Vec::new();
+    for run in 1..=runs {
+        let started = Instant::now();
+        let out = rt.block_on(embedder.embed(texts.clone()))?;
+        let secs = started.elapsed().as_secs_f64();
+        if out.vectors.len() != n {
+            bail!("embedder returned {} vectors for {n} inputs", out.vectors.len());
+        }
+        rates.push(n as f64 / secs);
+        println!("  run {run}: {:.1} sentences/s ({secs:.2}s)", n as f64 / secs);
+    }
+    println!("embedding throughput: {} sentences/s", range(&rates));
+    Ok(0)
+}
+
+fn generate(config: &Config, prompt_tokens: usize, new_tokens: u32, runs: usize) -> Result<i32> {
+    if runs == 0 || new_tokens == 0 {
+        bail!("--runs and --new-tokens must be positive");
+    }
+    let rt = crate::runtime()?;
+    let (_, chat) = load_models(config, Engines::All)?;
+    let chat = chat.context("the chat model did not load")?;
+    let mut rng = Rng(7);
+    // About 1.2 tokens per word for this vocabulary with SmolLM2's tokenizer.
+    let context = sentence(&mut rng, prompt_tokens * 5 / 6);
+    println!("generation: model {}, {} threads, ~{prompt_tokens}-token prompt, {new_tokens} new tokens, {runs} runs", chat.model(), config.runtime.threads);
+    let (mut pp, mut tg) = (Vec::new(), Vec::new());
+    for run in 1..=runs {
+        let request = ChatRequest {
+            messages: vec![ChatMessage::new(Role::User, format!("{context}\nWrite a long story about the clinic."))],
+            // A stop sequence that never appears forces the full length.
+            params: GenerationParams { max_tokens: new_tokens, ..GenerationParams::default() },
+        };
+        let outcome = rt.block_on(chat.chat(request, Box::new(|_| true)))?;
+        let p = f64::from(outcome.usage.prompt_tokens) / (outcome.timings.prompt_ms / 1000.0).max(1e-6);
+        let g = f64::from(outcome.usage.completion_tokens) / (outcome.timings.generation_ms / 1000.0).max(1e-6);
+        println!(
+            "  run {run}: prompt {} tokens in {:.0} ms ({p:.1} tok/s); generated {} tokens in {:.0} ms ({g:.1} tok/s)",
+            outcome.usage.prompt_tokens, outcome.timings.prompt_ms, outcome.usage.completion_tokens, outcome.timings.generation_ms
+        );
+        pp.push(p);
+        tg.push(g);
+    }
+    println!("prompt processing: {} tok/s; generation: {} tok/s", range(&pp), range(&tg));
+    Ok(0)
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .unwrap_or(0)
+}
+
+fn retrieval(chunks: usize, queries: usize, dir: Option<PathBuf>) -> Result<i32> {
+    if chunks == 0 || queries == 0 {
+        bail!("--chunks and --queries must be positive");
+    }
+    const DIMS: usize = 384;
+    const PER_DOC: usize = 100;
+    let tmp;
+    let dir = match dir {
+        Some(d) => d,
+        None => {
+            tmp = tempfile_dir()?;
+            tmp.clone()
+        }
+    };
+    let mut rng = Rng(1234);
+    let store = SqliteStore::open(&dir)?;
+    store.bind_embedder("synthetic", DIMS)?;
+    let (existing, _) = store.counts()?;
+    if existing == 0 {
+        println!("building a synthetic store of {chunks} chunks in {}", dir.display());
+        let started = Instant::now();
+        let docs = chunks.div_ceil(PER_DOC);
+        for d in 0..docs {
+            let id = DocumentId(format!("doc_{d:08}"));
+            let n = PER_DOC.min(chunks - d * PER_DOC);
+            let rows: Vec<NewChunk> = (0..n)
+                .map(|i| NewChunk {
+                    id: format!("chk_{d:08}_{i:03}"),
+                    ordinal: i as u32,
+                    text: sentence(&mut rng, 60),
+                    heading: None,
+                    byte_start: 0,
+                    byte_end: 0,
+                    page_start: None,
+                    page_end: None,
+                    token_count: 70,
+                    embedding: unit_vector(&mut rng, DIMS),
+                })
+                .collect();
+            let record = DocumentRecord {
+                id,
+                tenant: "default".into(),
+                source: format!("synthetic/{d}.md"),
+                collection: if d % 2 == 0 { "even" } else { "odd" }.into(),
+                label: Level::Internal,
+                groups: vec![format!("g{}", d % 4)],
+                title: format!("Synthetic {d}"),
+                format: "markdown".into(),
+                content_sha256: String::new(),
+                bytes: 0,
+                pages: None,
+                chunk_count: n as u32,
+                ingested_at: "1970-01-01T00:00:00Z".into(),
+                pipeline_version: "bench".into(),
+            };
+            store.replace_document(&record, &rows)?;
+        }
+        println!("  stored in {:.1}s", started.elapsed().as_secs_f64());
+    }
+    let rss_before = rss_kib();
+    let started = Instant::now();
+    let store: Arc<dyn Store> = Arc::new(store);
+    let index = Index::open(&dir, store)?;
+    let (vectors, bm25, vector_bytes) = index.stats();
+    let rss_after = rss_kib();
+    println!("  indexes ready in {:.1}s: {vectors} vectors, {bm25} BM25 chunks", started.elapsed().as_secs_f64());
+    println!(
+        "memory: vector index {:.1} MiB; process RSS grew {:.1} MiB opening the indexes ({:.1} MiB per 100,000 chunks)",
+        vector_bytes as f64 / 1048576.0,
+        (rss_after.saturating_sub(rss_before)) as f64 / 1024.0,
+        (rss_after.saturating_sub(rss_before)) as f64 / 1024.0 * 100_000.0 / vectors.max(1) as f64
+    );
+
+    for (label, filter) in [
+        ("unfiltered", AccessFilter::default()),
+        ("filtered (1 collection, 1 group)", AccessFilter { collections: Some(vec!["even".into()]), groups: Some(vec!["g0".into()]), ..AccessFilter::default() }),
+    ] {
+        let mut lat = Vec::with_capacity(queries);
+        for _ in 0..queries {
+            let query = RetrievalQuery { text: sentence(&mut rng, 6), embedding: unit_vector(&mut rng, DIMS), filter: filter.clone(), top_k: 5 };
+            let t = Instant::now();
+            let hits = index.search(&query, SearchMode::Hybrid)?;
+            lat.push(t.elapsed().as_secs_f64() * 1000.0);
+            if hits.is_empty() {
+                bail!("a query returned nothing; the synthetic store is broken");
+            }
+        }
+        lat.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+        let pct = |p: f64| lat[((lat.len() as f64 * p).ceil() as usize).clamp(1, lat.len()) - 1];
+        println!("hybrid retrieval {label}, {queries} queries, top 5: P50 {:.2} ms, P90 {:.2} ms, P99 {:.2} ms, max {:.2} ms", pct(0.5), pct(0.9), pct(0.99), pct(1.0));
+    }
+    Ok(0)
+}
+
+fn unit_vector(rng: &mut Rng, dims: usize) -> Vec<f32> {
+    let mut v: Vec<f32> = (0..dims).map(|_| rng.unit()).collect();
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+    v.iter_mut().for_each(|x| *x /= norm);
+    v
+}
+
+fn tempfile_dir() -> Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("perimeter-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}

@@ -1,0 +1,128 @@
+//! The `perimeter` binary: argument parsing, progress output and exit codes. Everything it does
+//! is a call into the library crates; `ask` runs the same pipeline as the HTTP API.
+
+mod ask;
+mod bench;
+mod eval;
+mod ingest;
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use perimeter_config::Config;
+
+#[derive(Parser)]
+#[command(name = "perimeter", version, about = "Security-first retrieval-augmented generation server")]
+struct Cli {
+    /// Where documents, chunks and indexes are stored.
+    #[arg(long, global = true, env = "PERIMETER_DATA_DIR", default_value = "data")]
+    data_dir: PathBuf,
+    /// Configuration file (TOML). Without one, the embedded defaults apply.
+    #[arg(long, global = true, env = "PERIMETER_CONFIG")]
+    config: Option<PathBuf>,
+    /// Directory holding the pinned model files (overrides `models.dir`).
+    #[arg(long, global = true, env = "PERIMETER_MODELS_DIR")]
+    models_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the OpenAI-compatible HTTP API.
+    Serve {
+        /// Address to listen on (overrides `server.listen`; default 127.0.0.1:8080).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+    },
+    /// Ingest files and folders (.txt .md .html .pdf .docx .csv .json).
+    Ingest(ingest::IngestArgs),
+    /// Ask a question over the ingested documents; the answer streams to the terminal.
+    Ask(ask::AskArgs),
+    /// Measure retrieval quality (recall@k) on a question set.
+    Eval(eval::EvalArgs),
+    /// Benchmarks (see BENCHMARKS.md).
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+    /// Model files.
+    #[command(subcommand)]
+    Models(ModelsCommand),
+}
+
+#[derive(Subcommand)]
+enum ModelsCommand {
+    /// Check the pinned model files on disk against the manifest compiled into this binary.
+    Verify,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PERIMETER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tantivy=warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    let code = match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            1
+        }
+    };
+    std::process::exit(code);
+}
+
+fn load_config(cli: &Cli) -> Result<Config> {
+    let mut config = match &cli.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    if let Some(dir) = &cli.models_dir {
+        config.models.dir = dir.clone();
+    }
+    Ok(config)
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("could not start the async runtime")
+}
+
+fn run(cli: Cli) -> Result<i32> {
+    let config = load_config(&cli)?;
+    match cli.command {
+        Command::Serve { listen } => {
+            let listen = listen.unwrap_or(config.server.listen);
+            let rt = runtime()?;
+            let state = perimeter_server::AppState::load(config, &cli.data_dir)?;
+            let (docs, chunks) = state.index.store().counts()?;
+            tracing::info!(data_dir = %cli.data_dir.display(), documents = docs, chunks, "store opened");
+            if listen.ip().is_loopback() {
+                tracing::info!("no API keys exist yet, so Perimeter listens on loopback only; bind another address with --listen at your own risk");
+            }
+            rt.block_on(perimeter_server::serve(state, listen)).with_context(|| format!("could not serve on {listen}"))?;
+            Ok(0)
+        }
+        Command::Ingest(args) => ingest::run(&config, &cli.data_dir, args),
+        Command::Ask(args) => ask::run(config, &cli.data_dir, args),
+        Command::Eval(args) => eval::run(&config, &cli.data_dir, args),
+        Command::Bench(cmd) => bench::run(&config, cmd),
+        Command::Models(ModelsCommand::Verify) => {
+            let manifest = perimeter_runtime::builtin_manifest()?;
+            let mut bad = 0;
+            for entry in &manifest.models {
+                match perimeter_runtime::verify(entry, &config.models.dir) {
+                    Ok(v) => {
+                        println!("{}: ok", entry.name);
+                        for (role, digest) in v.digests() {
+                            println!("  {role}: sha256 {digest}");
+                        }
+                    }
+                    Err(e) => {
+                        bad += 1;
+                        println!("{}: FAILED: {e}", entry.name);
+                    }
+                }
+            }
+            Ok(if bad == 0 { 0 } else { 1 })
+        }
+    }
+}

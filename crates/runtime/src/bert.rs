@@ -1,0 +1,248 @@
+//! Embedded embeddings: a BERT encoder (all-MiniLM-L6-v2) on candle, from safetensors, with mean
+//! pooling and L2 normalisation — the same computation as sentence-transformers.
+//!
+//! Batches are padded to their longest member, not to a fixed length, and inputs are sorted by
+//! length before batching so that short texts are not padded to long ones; the output keeps the
+//! input order. Inputs longer than `EMBEDDING_MAX_TOKENS` are truncated, as sentence-transformers
+//! does for this model.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use candle_core::{DType, Device, Module, Tensor, D};
+use candle_nn::{LayerNorm, Linear};
+use perimeter_provenance::ModelKind;
+use perimeter_types::{EmbedError, Embedder, Embeddings};
+use serde_json::Value;
+use tokenizers::{Tokenizer, TruncationParams};
+
+use crate::{LoadError, VerifiedModel};
+
+/// The longest input embedded without truncation (sentence-transformers' `max_seq_length`).
+pub const EMBEDDING_MAX_TOKENS: usize = 256;
+/// Texts per forward pass.
+const BATCH: usize = 32;
+
+struct Layer {
+    query: Linear,
+    key: Linear,
+    value: Linear,
+    attn_out: Linear,
+    attn_norm: LayerNorm,
+    intermediate: Linear,
+    output: Linear,
+    out_norm: LayerNorm,
+}
+
+struct Bert {
+    word: Tensor,
+    position: Tensor,
+    token_type: Tensor,
+    norm: LayerNorm,
+    layers: Vec<Layer>,
+    heads: usize,
+    hidden: usize,
+}
+
+/// all-MiniLM-L6-v2 (or any BERT-architecture sentence encoder with mean pooling).
+pub struct BertEmbedder {
+    model: String,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    bert: Bert,
+    tokenizer: Tokenizer,
+}
+
+type CResult<T> = candle_core::Result<T>;
+
+impl BertEmbedder {
+    pub fn load(verified: &VerifiedModel) -> Result<Self, LoadError> {
+        let model = verified.name().to_string();
+        let engine = |reason: String| LoadError::Engine { model: model.clone(), reason };
+        if verified.kind() != ModelKind::Embedding {
+            return Err(LoadError::WrongKind { model: model.clone(), expected: "embedding", actual: "generation" });
+        }
+        let file = |role: &str| verified.file(role).ok_or_else(|| engine(format!("the manifest has no {role} file")));
+        let config: Value = serde_json::from_slice(
+            &std::fs::read(file("config")?).map_err(|e| engine(format!("config.json: {e}")))?,
+        )
+        .map_err(|e| engine(format!("config.json: {e}")))?;
+        let usize_of = |key: &str| {
+            config.get(key).and_then(Value::as_u64).map(|v| v as usize).ok_or_else(|| engine(format!("config.json has no {key}")))
+        };
+        let (hidden, heads, layers) = (usize_of("hidden_size")?, usize_of("num_attention_heads")?, usize_of("num_hidden_layers")?);
+        let eps = config.get("layer_norm_eps").and_then(Value::as_f64).unwrap_or(1e-12);
+        if heads == 0 || hidden % heads != 0 {
+            return Err(engine("hidden_size is not a multiple of num_attention_heads".into()));
+        }
+
+        let bytes = std::fs::read(file("weights")?).map_err(|e| engine(format!("weights: {e}")))?;
+        let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu).map_err(|e| engine(format!("weights: {e}")))?;
+        let bert = Bert::from_tensors(tensors, hidden, heads, layers, eps).map_err(|e| engine(format!("weights: {e}")))?;
+
+        let mut tokenizer = Tokenizer::from_file(file("tokenizer")?).map_err(|e| engine(format!("tokenizer.json: {e}")))?;
+        // The shipped tokenizer pads every input to 128 tokens; we pad per batch instead.
+        tokenizer.with_padding(None);
+        tokenizer
+            .with_truncation(Some(TruncationParams { max_length: EMBEDDING_MAX_TOKENS, ..Default::default() }))
+            .map_err(|e| engine(format!("tokenizer.json: {e}")))?;
+        tracing::info!(model = %model, hidden, layers, "embedded embedding model loaded");
+        Ok(Self { model, inner: Arc::new(Inner { bert, tokenizer }) })
+    }
+
+    /// Embeds synchronously (the async trait method runs this on a blocking thread).
+    pub fn embed_blocking(&self, texts: &[String]) -> Result<Embeddings, EmbedError> {
+        self.inner.embed(texts)
+    }
+}
+
+impl Inner {
+    fn embed(&self, texts: &[String]) -> Result<Embeddings, EmbedError> {
+        let internal = |e: &dyn std::fmt::Display| EmbedError::Internal(e.to_string());
+        let inputs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let encodings = self.tokenizer.encode_batch(inputs, true).map_err(|e| internal(&e))?;
+        let mut order: Vec<usize> = (0..encodings.len()).collect();
+        order.sort_by_key(|&i| encodings[i].get_ids().len());
+        let mut vectors = vec![Vec::new(); encodings.len()];
+        let mut tokens = 0u32;
+        for group in order.chunks(BATCH) {
+            let ids: Vec<&[u32]> = group.iter().map(|&i| encodings[i].get_ids()).collect();
+            tokens += ids.iter().map(|x| x.len() as u32).sum::<u32>();
+            let out = self.bert.embed_batch(&ids).map_err(|e| internal(&e))?;
+            for (&i, v) in group.iter().zip(out) {
+                vectors[i] = v;
+            }
+        }
+        Ok(Embeddings { vectors, prompt_tokens: tokens })
+    }
+}
+
+#[async_trait]
+impl Embedder for BertEmbedder {
+    fn model(&self) -> &str {
+        &self.model
+    }
+
+    fn dimensions(&self) -> usize {
+        self.inner.bert.hidden
+    }
+
+    fn max_tokens(&self) -> usize {
+        EMBEDDING_MAX_TOKENS
+    }
+
+    fn count_tokens(&self, text: &str) -> usize {
+        // Without truncation limits: the chunker needs the real length, special tokens included.
+        self.inner.tokenizer.encode_fast(text, true).map(|e| e.get_ids().len()).unwrap_or(text.len() / 4 + 2)
+    }
+
+    async fn embed(&self, texts: Vec<String>) -> Result<Embeddings, EmbedError> {
+        if texts.is_empty() {
+            return Ok(Embeddings { vectors: Vec::new(), prompt_tokens: 0 });
+        }
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || inner.embed(&texts))
+            .await
+            .map_err(|e| EmbedError::Internal(format!("embedding task failed: {e}")))?
+    }
+}
+
+impl Bert {
+    fn from_tensors(mut t: HashMap<String, Tensor>, hidden: usize, heads: usize, layers: usize, eps: f64) -> CResult<Self> {
+        let t = &mut t;
+        let mut built = Vec::with_capacity(layers);
+        for i in 0..layers {
+            let p = format!("encoder.layer.{i}");
+            built.push(Layer {
+                query: linear(t, &format!("{p}.attention.self.query"))?,
+                key: linear(t, &format!("{p}.attention.self.key"))?,
+                value: linear(t, &format!("{p}.attention.self.value"))?,
+                attn_out: linear(t, &format!("{p}.attention.output.dense"))?,
+                attn_norm: norm(t, &format!("{p}.attention.output.LayerNorm"), eps)?,
+                intermediate: linear(t, &format!("{p}.intermediate.dense"))?,
+                output: linear(t, &format!("{p}.output.dense"))?,
+                out_norm: norm(t, &format!("{p}.output.LayerNorm"), eps)?,
+            });
+        }
+        let word = take(t, "embeddings.word_embeddings.weight")?;
+        if word.dim(1)? != hidden {
+            return Err(candle_core::Error::Msg("word embeddings do not match hidden_size".into()));
+        }
+        Ok(Self {
+            word,
+            position: take(t, "embeddings.position_embeddings.weight")?,
+            token_type: take(t, "embeddings.token_type_embeddings.weight")?.get(0)?,
+            norm: norm(t, "embeddings.LayerNorm", eps)?,
+            layers: built,
+            heads,
+            hidden,
+        })
+    }
+
+    /// Embeds one batch of token id sequences (each non-empty), returning unit vectors.
+    fn embed_batch(&self, ids: &[&[u32]]) -> CResult<Vec<Vec<f32>>> {
+        let b = ids.len();
+        let l = ids.iter().map(|x| x.len()).max().unwrap_or(0).max(1);
+        let (h, d) = (self.heads, self.hidden);
+        let dh = d / h;
+        let mut flat = Vec::with_capacity(b * l);
+        let mut mask = Vec::with_capacity(b * l);
+        for seq in ids {
+            flat.extend_from_slice(seq);
+            flat.extend(std::iter::repeat(0u32).take(l - seq.len()));
+            mask.extend(std::iter::repeat(1f32).take(seq.len()));
+            mask.extend(std::iter::repeat(0f32).take(l - seq.len()));
+        }
+        let dev = Device::Cpu;
+        let ids_t = Tensor::from_vec(flat, b * l, &dev)?;
+        let mask_t = Tensor::from_vec(mask, (b, l), &dev)?;
+
+        // Embeddings: word + position + token type 0, then LayerNorm. Shape (b*l, d).
+        let pos = self.position.narrow(0, 0, l)?.repeat((b, 1))?;
+        let x = self.word.embedding(&ids_t)?.add(&pos)?.broadcast_add(&self.token_type)?;
+        let mut x = self.norm.forward(&x)?;
+
+        // Padding positions get a large negative attention bias. Shape (b, 1, 1, l).
+        let bias = ((mask_t.clone() - 1.0)? * 1e9)?.reshape((b, 1, 1, l))?;
+        let scale = 1.0 / (dh as f64).sqrt();
+        for layer in &self.layers {
+            let split = |t: Tensor| -> CResult<Tensor> { t.reshape((b, l, h, dh))?.transpose(1, 2)?.contiguous() };
+            let q = split(layer.query.forward(&x)?)?;
+            let k = split(layer.key.forward(&x)?)?;
+            let v = split(layer.value.forward(&x)?)?;
+            let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(&bias)?;
+            let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+            let ctx = probs.matmul(&v)?.transpose(1, 2)?.reshape((b * l, d))?;
+            let attn = layer.attn_norm.forward(&(layer.attn_out.forward(&ctx)? + &x)?)?;
+            let inter = layer.intermediate.forward(&attn)?.gelu_erf()?;
+            x = layer.out_norm.forward(&(layer.output.forward(&inter)? + &attn)?)?;
+        }
+
+        // Mean pooling over real tokens, then L2 normalisation.
+        let x = x.reshape((b, l, d))?;
+        let m = mask_t.unsqueeze(2)?;
+        let summed = x.broadcast_mul(&m)?.sum(1)?;
+        let counts = m.sum(1)?.clamp(1.0, f64::MAX)?;
+        let mean = summed.broadcast_div(&counts)?;
+        let norms = mean.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?.clamp(1e-12, f64::MAX)?;
+        mean.broadcast_div(&norms)?.to_vec2::<f32>()
+    }
+}
+
+fn take(t: &mut HashMap<String, Tensor>, name: &str) -> CResult<Tensor> {
+    t.remove(name)
+        .or_else(|| t.remove(&format!("bert.{name}")))
+        .ok_or_else(|| candle_core::Error::Msg(format!("missing tensor {name}")))
+        .and_then(|x| x.to_dtype(DType::F32))
+}
+
+fn linear(t: &mut HashMap<String, Tensor>, prefix: &str) -> CResult<Linear> {
+    Ok(Linear::new(take(t, &format!("{prefix}.weight"))?, Some(take(t, &format!("{prefix}.bias"))?)))
+}
+
+fn norm(t: &mut HashMap<String, Tensor>, prefix: &str, eps: f64) -> CResult<LayerNorm> {
+    Ok(LayerNorm::new(take(t, &format!("{prefix}.weight"))?, take(t, &format!("{prefix}.bias"))?, eps))
+}

@@ -1,0 +1,515 @@
+//! HTTP routes: OpenAI-compatible chat and embeddings, models, documents, health, metrics.
+
+use std::convert::Infallible;
+use std::sync::atomic::Ordering;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use base64::Engine as _;
+use futures::StreamExt;
+use perimeter_extract::Format;
+use perimeter_index::{document_id, ingest_bytes, FileOutcome, IngestOptions};
+use perimeter_types::{AccessFilter, ChatOutcome, DocumentId, FinishReason, GenerationParams, Level};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::UnboundedReceiverStream;
+
+use crate::error::ApiError;
+use crate::pipeline::{prepare, ChatInput, Prepared};
+use crate::state::AppState;
+use crate::wire::{
+    ChatCompletionRequest, EmbeddingInput, EmbeddingsRequest, NewDocument, PerimeterInfo, StopField, WireUsage,
+};
+
+/// The model id that means "whatever Perimeter routes to".
+pub const ROUTED_MODEL: &str = "perimeter";
+/// Texts one embeddings request may carry.
+const MAX_EMBEDDING_INPUTS: usize = 2048;
+
+/// A JSON body with OpenAI-style errors for every way it can be wrong (empty, too large,
+/// malformed), instead of axum's plain-text rejections.
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let bytes = match Bytes::from_request(req, state).await {
+            Ok(b) => b,
+            Err(rejection) => {
+                return Err(if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::TooLarge { limit: state.config.server.max_body_bytes }
+                } else {
+                    ApiError::bad_request("the request body could not be read", None)
+                })
+            }
+        };
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(ApiError::bad_request("the request body is empty; expected a JSON object", None));
+        }
+        serde_json::from_slice(&bytes)
+            .map(JsonBody)
+            .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON for this endpoint: {e}"), None))
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+fn completion_id() -> String {
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    format!("chatcmpl-{nanos:x}")
+}
+
+fn check_model(requested: Option<&str>, param_ok: &[&str]) -> Result<String, ApiError> {
+    let model = requested.ok_or_else(|| ApiError::bad_request("you must provide a model parameter", Some("model")))?;
+    if model == ROUTED_MODEL || param_ok.contains(&model) {
+        Ok(model.to_string())
+    } else {
+        Err(ApiError::ModelNotFound(model.chars().take(64).collect()))
+    }
+}
+
+/// Parses `x-perimeter-level`.
+fn requested_level(headers: &HeaderMap) -> Result<Option<Level>, ApiError> {
+    match headers.get("x-perimeter-level") {
+        None => Ok(None),
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(|s| s.parse::<Level>().ok())
+            .map(Some)
+            .ok_or_else(|| ApiError::bad_request("x-perimeter-level must be one of public, internal, confidential, restricted", None)),
+    }
+}
+
+/// Turns a wire request into a pipeline input, validating every field.
+pub fn chat_input(state: &AppState, req: ChatCompletionRequest, headers: &HeaderMap) -> Result<(String, ChatInput, bool, bool), ApiError> {
+    let model = check_model(req.model.as_deref(), &[state.chat.model()])?;
+    let wire_messages = req.messages.ok_or_else(|| ApiError::bad_request("messages is required", Some("messages")))?;
+    if wire_messages.is_empty() {
+        return Err(ApiError::bad_request("messages must contain at least one message", Some("messages")));
+    }
+    let messages = wire_messages.into_iter().enumerate().map(|(i, m)| m.into_core(i)).collect::<Result<Vec<_>, _>>()?;
+    if req.n.unwrap_or(1) != 1 {
+        return Err(ApiError::bad_request("only n = 1 is supported", Some("n")));
+    }
+    let limit = state.config.generation.max_tokens_limit;
+    let max_tokens = req.max_completion_tokens.or(req.max_tokens).unwrap_or(state.config.generation.max_tokens);
+    if max_tokens == 0 || max_tokens > limit {
+        return Err(ApiError::bad_request(format!("max_tokens must be between 1 and {limit}"), Some("max_tokens")));
+    }
+    let temperature = req.temperature.unwrap_or(0.0);
+    if !(0.0..=2.0).contains(&temperature) {
+        return Err(ApiError::bad_request("temperature must be between 0 and 2", Some("temperature")));
+    }
+    let top_p = req.top_p.unwrap_or(1.0);
+    if !(0.0..=1.0).contains(&top_p) || top_p == 0.0 {
+        return Err(ApiError::bad_request("top_p must be greater than 0 and at most 1", Some("top_p")));
+    }
+    let stop = match req.stop {
+        None => Vec::new(),
+        Some(StopField::One(s)) => vec![s],
+        Some(StopField::Many(v)) => v,
+    };
+    if stop.len() > 4 {
+        return Err(ApiError::bad_request("at most 4 stop sequences are supported", Some("stop")));
+    }
+    let ext = req.perimeter.unwrap_or_default();
+    if let Some(k) = ext.top_k {
+        if !(1..=50).contains(&k) {
+            return Err(ApiError::bad_request("perimeter.top_k must be between 1 and 50", Some("perimeter.top_k")));
+        }
+    }
+    let input = ChatInput {
+        messages,
+        params: GenerationParams { max_tokens, temperature, top_p, seed: req.seed.unwrap_or(0) as u32, stop },
+        retrieval: ext.retrieval.unwrap_or(true),
+        collection: ext.collection,
+        top_k: ext.top_k,
+        requested_level: requested_level(headers)?,
+    };
+    let include_usage = req.stream_options.map(|o| o.include_usage).unwrap_or(false);
+    Ok((model, input, req.stream, include_usage))
+}
+
+fn perimeter_headers(prepared: &Prepared) -> [(&'static str, HeaderValue); 3] {
+    let value = |s: &str| HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static("invalid"));
+    [
+        ("x-perimeter-level", value(prepared.plan.level.as_str())),
+        ("x-perimeter-decision", value(if prepared.plan.decision == perimeter_core::Decision::Route { "route" } else { "deny" })),
+        ("x-perimeter-backend", value(&prepared.plan.backend)),
+    ]
+}
+
+pub fn perimeter_info(prepared: &Prepared, usage: Option<WireUsage>) -> PerimeterInfo {
+    PerimeterInfo {
+        level: prepared.plan.level,
+        decision: prepared.plan.decision,
+        backend: prepared.plan.backend.clone(),
+        reasons: prepared.plan.reasons.clone(),
+        citations: prepared.citations.clone(),
+        usage,
+    }
+}
+
+fn finish_reason(f: FinishReason) -> &'static str {
+    match f {
+        FinishReason::Length => "length",
+        FinishReason::Stop | FinishReason::Cancelled => "stop",
+    }
+}
+
+fn record_usage(state: &AppState, outcome: &ChatOutcome) {
+    state.metrics.prompt_tokens.fetch_add(u64::from(outcome.usage.prompt_tokens), Ordering::Relaxed);
+    state.metrics.completion_tokens.fetch_add(u64::from(outcome.usage.completion_tokens), Ordering::Relaxed);
+}
+
+/// `POST /v1/chat/completions`
+pub async fn chat_completions(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    JsonBody(req): JsonBody<ChatCompletionRequest>,
+) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let (model, input, stream, include_usage) = chat_input(&state, req, &headers)?;
+    let prepared = prepare(&state, input).await?;
+    let id = completion_id();
+    let created = unix_now();
+    let model_name = if model == ROUTED_MODEL { state.chat.model().to_string() } else { model };
+
+    if !stream {
+        let first = std::sync::Arc::new(std::sync::OnceLock::new());
+        let first_seen = first.clone();
+        let outcome = state
+            .chat
+            .chat(prepared.request.clone(), Box::new(move |_| {
+                let _ = first_seen.set(Instant::now());
+                true
+            }))
+            .await?;
+        if let Some(t) = first.get() {
+            state.metrics.first_token_seconds.observe(t.duration_since(started).as_secs_f64());
+        }
+        record_usage(&state, &outcome);
+        state.metrics.chat_seconds.observe(started.elapsed().as_secs_f64());
+        let body = json!({
+            "id": id,
+            "object": "chat.completion",
+            "created": created,
+            "model": model_name,
+            "choices": [{
+                "index": 0,
+                "message": {"role": "assistant", "content": outcome.text},
+                "logprobs": null,
+                "finish_reason": finish_reason(outcome.finish_reason),
+            }],
+            "usage": WireUsage::from(outcome.usage),
+            "perimeter": perimeter_info(&prepared, Some(outcome.usage.into())),
+        });
+        let mut response = Json(body).into_response();
+        for (name, value) in perimeter_headers(&prepared) {
+            response.headers_mut().insert(name, value);
+        }
+        return Ok(response);
+    }
+
+    // Streaming: tokens flow from the model worker through an unbounded channel (the worker
+    // must never block on a slow client); the model stops when the client goes away.
+    enum Ev {
+        Token(String),
+        Done(Result<ChatOutcome, ApiError>),
+    }
+    let (tx, rx) = mpsc::unbounded_channel::<Ev>();
+    let token_tx = tx.clone();
+    let backend = state.chat.clone();
+    let request = prepared.request.clone();
+    let metrics_state = state.clone();
+    tokio::spawn(async move {
+        let mut first = true;
+        let result = backend
+            .chat(request, Box::new(move |piece: &str| {
+                if first {
+                    first = false;
+                    metrics_state.metrics.first_token_seconds.observe(started.elapsed().as_secs_f64());
+                }
+                token_tx.send(Ev::Token(piece.to_string())).is_ok()
+            }))
+            .await
+            .map_err(ApiError::from);
+        let _ = tx.send(Ev::Done(result));
+    });
+
+    let chunk = {
+        let (id, model_name) = (id.clone(), model_name.clone());
+        move |delta: Value, finish: Option<&str>| {
+            json!({
+                "id": id,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model_name,
+                "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}],
+            })
+        }
+    };
+    let mut opening = chunk(json!({"role": "assistant", "content": ""}), None);
+    opening["perimeter"] = json!(perimeter_info(&prepared, None));
+    let head = futures::stream::iter(vec![Ok::<Event, Infallible>(Event::default().data(opening.to_string()))]);
+    let prepared_tail = prepared.clone();
+    let state_tail = state.clone();
+    let body = UnboundedReceiverStream::new(rx).flat_map(move |ev| {
+        let events: Vec<Event> = match ev {
+            Ev::Token(text) => vec![Event::default().data(chunk(json!({"content": text}), None).to_string())],
+            Ev::Done(Ok(outcome)) => {
+                record_usage(&state_tail, &outcome);
+                state_tail.metrics.chat_seconds.observe(started.elapsed().as_secs_f64());
+                let mut last = chunk(json!({}), Some(finish_reason(outcome.finish_reason)));
+                last["perimeter"] = json!(perimeter_info(&prepared_tail, Some(outcome.usage.into())));
+                let mut out = vec![Event::default().data(last.to_string())];
+                if include_usage {
+                    let usage = json!({
+                        "id": last["id"], "object": "chat.completion.chunk", "created": created,
+                        "model": last["model"], "choices": [], "usage": WireUsage::from(outcome.usage),
+                    });
+                    out.push(Event::default().data(usage.to_string()));
+                }
+                out.push(Event::default().data("[DONE]"));
+                out
+            }
+            Ev::Done(Err(e)) => {
+                tracing::warn!(error = %e, "stream failed after it started");
+                vec![Event::default().data(e.body().to_string()), Event::default().data("[DONE]")]
+            }
+        };
+        futures::stream::iter(events.into_iter().map(Ok::<Event, Infallible>))
+    });
+    let mut response = Sse::new(head.chain(body)).keep_alive(KeepAlive::default()).into_response();
+    for (name, value) in perimeter_headers(&prepared) {
+        response.headers_mut().insert(name, value);
+    }
+    Ok(response)
+}
+
+/// `POST /v1/embeddings`
+pub async fn embeddings(State(state): State<AppState>, JsonBody(req): JsonBody<EmbeddingsRequest>) -> Result<Response, ApiError> {
+    let model = check_model(req.model.as_deref(), &[state.embedder.model()])?;
+    let model = if model == ROUTED_MODEL { state.embedder.model().to_string() } else { model };
+    let texts = match req.input {
+        None => return Err(ApiError::bad_request("input is required", Some("input"))),
+        Some(EmbeddingInput::One(s)) => vec![s],
+        Some(EmbeddingInput::Many(v)) => v,
+        Some(EmbeddingInput::Tokens(_)) => {
+            return Err(ApiError::bad_request("input must be a string or an array of strings; token arrays are not supported", Some("input")))
+        }
+    };
+    if texts.is_empty() || texts.len() > MAX_EMBEDDING_INPUTS {
+        return Err(ApiError::bad_request(format!("input must hold between 1 and {MAX_EMBEDDING_INPUTS} strings"), Some("input")));
+    }
+    if let Some(i) = texts.iter().position(|t| t.is_empty()) {
+        return Err(ApiError::bad_request(format!("input[{i}] is empty"), Some("input")));
+    }
+    if let Some(d) = req.dimensions {
+        if d != state.embedder.dimensions() {
+            return Err(ApiError::bad_request(format!("this model has {} dimensions and cannot shorten them", state.embedder.dimensions()), Some("dimensions")));
+        }
+    }
+    let base64 = match req.encoding_format.as_deref() {
+        None | Some("float") => false,
+        Some("base64") => true,
+        Some(_) => return Err(ApiError::bad_request("encoding_format must be float or base64", Some("encoding_format"))),
+    };
+    let embedded = state.embedder.embed(texts).await.map_err(ApiError::internal)?;
+    state.metrics.embedding_tokens.fetch_add(u64::from(embedded.prompt_tokens), Ordering::Relaxed);
+    let data: Vec<Value> = embedded
+        .vectors
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let embedding = if base64 {
+                let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+                json!(base64::engine::general_purpose::STANDARD.encode(bytes))
+            } else {
+                json!(v)
+            };
+            json!({"object": "embedding", "index": i, "embedding": embedding})
+        })
+        .collect();
+    Ok(Json(json!({
+        "object": "list",
+        "data": data,
+        "model": model,
+        "usage": {"prompt_tokens": embedded.prompt_tokens, "total_tokens": embedded.prompt_tokens},
+    }))
+    .into_response())
+}
+
+/// `GET /v1/models`
+pub async fn models(State(state): State<AppState>) -> Json<Value> {
+    let created = 1_700_000_000u64;
+    let entry = |id: &str, kind: &str| json!({"id": id, "object": "model", "created": created, "owned_by": "perimeter", "perimeter": {"kind": kind, "backend": "embedded"}});
+    Json(json!({
+        "object": "list",
+        "data": [
+            entry(ROUTED_MODEL, "chat"),
+            entry(state.chat.model(), "chat"),
+            entry(state.embedder.model(), "embedding"),
+        ],
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    collection: Option<String>,
+    limit: Option<usize>,
+    offset: Option<usize>,
+}
+
+fn document_json(d: &perimeter_store::DocumentRecord) -> Value {
+    json!({
+        "id": d.id, "object": "document", "source": d.source, "title": d.title, "collection": d.collection,
+        "label": d.label, "groups": d.groups, "format": d.format, "content_sha256": d.content_sha256,
+        "bytes": d.bytes, "pages": d.pages, "chunks": d.chunk_count, "ingested_at": d.ingested_at,
+        "pipeline_version": d.pipeline_version,
+    })
+}
+
+/// `GET /v1/documents`
+pub async fn list_documents(State(state): State<AppState>, query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>) -> Result<Json<Value>, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::bad_request(format!("invalid query string: {e}"), None))?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::bad_request("limit must be between 1 and 1000", Some("limit")));
+    }
+    let filter = AccessFilter { collections: q.collection.map(|c| vec![c]), ..AccessFilter::default() };
+    let index = state.index.clone();
+    let offset = q.offset.unwrap_or(0);
+    let docs = tokio::task::spawn_blocking(move || index.store().list_documents(&filter, limit, offset))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
+    Ok(Json(json!({"object": "list", "data": docs.iter().map(document_json).collect::<Vec<_>>()})))
+}
+
+/// `GET /v1/documents/{id}`
+pub async fn get_document(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let index = state.index.clone();
+    let doc = tokio::task::spawn_blocking(move || index.store().document(&DocumentId(id)))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::NotFound("document".into()))?;
+    Ok(Json(document_json(&doc)))
+}
+
+/// `DELETE /v1/documents/{id}`
+pub async fn delete_document(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let index = state.index.clone();
+    let doc_id = DocumentId(id);
+    let deleted = {
+        let doc_id = doc_id.clone();
+        tokio::task::spawn_blocking(move || -> Result<bool, ApiError> {
+            let gone = index.store().delete_document(&doc_id).map_err(ApiError::internal)?.is_some();
+            index.sync().map_err(ApiError::internal)?;
+            Ok(gone)
+        })
+        .await
+        .map_err(ApiError::internal)??
+    };
+    if !deleted {
+        return Err(ApiError::NotFound("document".into()));
+    }
+    Ok(Json(json!({"id": doc_id, "object": "document", "deleted": true})))
+}
+
+/// `POST /v1/documents`
+pub async fn create_document(State(state): State<AppState>, JsonBody(req): JsonBody<NewDocument>) -> Result<Response, ApiError> {
+    let source = req.source.trim().to_string();
+    if source.is_empty() || source.len() > 512 {
+        return Err(ApiError::bad_request("source must be 1 to 512 characters", Some("source")));
+    }
+    let format = match req.format.as_deref() {
+        Some(f) => Format::from_extension(f),
+        None => std::path::Path::new(&source).extension().and_then(|e| Format::from_extension(&e.to_string_lossy())),
+    }
+    .ok_or_else(|| ApiError::bad_request("unsupported or missing format: use txt, md, html, pdf, docx, csv or json (from `format` or the source's extension)", Some("format")))?;
+    let bytes = match (req.content, req.content_base64) {
+        (Some(text), None) => text.into_bytes(),
+        (None, Some(b64)) => base64::engine::general_purpose::STANDARD
+            .decode(b64.as_bytes())
+            .map_err(|_| ApiError::bad_request("content_base64 is not valid base64", Some("content_base64")))?,
+        _ => return Err(ApiError::bad_request("give exactly one of content or content_base64", Some("content"))),
+    };
+    let label = match req.label.as_deref() {
+        None => None,
+        Some(l) => Some(l.parse::<Level>().map_err(|e| ApiError::bad_request(e.to_string(), Some("label")))?),
+    };
+    let options = IngestOptions {
+        collection: req.collection,
+        label,
+        groups: req.groups.map(|g| g.into_iter().map(|s| s.trim().to_lowercase()).filter(|s| !s.is_empty()).collect()),
+        chunk: perimeter_index::ChunkSpec { max_tokens: state.config.ingest.chunk_tokens, overlap_tokens: state.config.ingest.chunk_overlap },
+        ..IngestOptions::default()
+    };
+    let source_name = format!("api:{source}");
+    let outcome = ingest_bytes(&state.index, state.embedder.as_ref(), &source_name, format, &bytes, &options)
+        .await
+        .map_err(ApiError::internal)?;
+    let (status, id) = match &outcome {
+        FileOutcome::Ingested { document_id, .. } => (StatusCode::CREATED, document_id.clone()),
+        FileOutcome::Unchanged { document_id } => (StatusCode::OK, document_id.clone()),
+        FileOutcome::Skipped { reason } => return Err(ApiError::Unprocessable(reason.clone())),
+        FileOutcome::Failed { error } => return Err(ApiError::Unprocessable(format!("the document could not be ingested: {error}"))),
+    };
+    debug_assert_eq!(id, document_id(&options.tenant, &source_name));
+    let index = state.index.clone();
+    let doc = tokio::task::spawn_blocking(move || index.store().document(&id))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::internal("document vanished after ingestion"))?;
+    let mut body = document_json(&doc);
+    body["status"] = json!(if status == StatusCode::CREATED { "ingested" } else { "unchanged" });
+    Ok((status, Json(body)).into_response())
+}
+
+/// `GET /healthz`: the process is up.
+pub async fn healthz() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// `GET /readyz`: models loaded and the store answers.
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    let index = state.index.clone();
+    match tokio::task::spawn_blocking(move || index.store().counts()).await {
+        Ok(Ok((documents, chunks))) => Json(json!({
+            "status": "ready",
+            "documents": documents,
+            "chunks": chunks,
+            "models": {"chat": state.chat.model(), "embedding": state.embedder.model()},
+        }))
+        .into_response(),
+        _ => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "unavailable"}))).into_response(),
+    }
+}
+
+/// `GET /metrics`: Prometheus text format.
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let index = state.index.clone();
+    let (documents, chunks) = tokio::task::spawn_blocking(move || index.store().counts()).await.ok().and_then(Result::ok).unwrap_or((0, 0));
+    let body = state.metrics.render(documents, chunks);
+    ([("content-type", "text/plain; version=0.0.4")], body).into_response()
+}
+
+/// Unknown routes get an OpenAI-style 404.
+pub async fn not_found() -> ApiError {
+    ApiError::NotFound("route".into())
+}

@@ -1,0 +1,90 @@
+//! Start-up: verify and load the embedded models, open the store and indexes, and hold them in
+//! the state every request shares.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use perimeter_config::Config;
+use perimeter_index::Index;
+use perimeter_runtime::{builtin_manifest, verify, BertEmbedder, EmbeddedChat, LlmOptions, LoadError};
+use perimeter_store::{SqliteStore, Store};
+use perimeter_types::{ChatBackend, Embedder};
+
+use crate::metrics::Metrics;
+
+/// The name of the one backend this build has: the in-process model.
+pub const EMBEDDED_BACKEND: &str = "embedded";
+
+/// Everything a request needs, shared behind `Arc`s.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub data_dir: PathBuf,
+    pub index: Arc<Index>,
+    pub embedder: Arc<dyn Embedder>,
+    pub chat: Arc<dyn ChatBackend>,
+    pub metrics: Arc<Metrics>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error("{0}")]
+    Index(#[from] perimeter_index::IndexError),
+    #[error("{0}")]
+    Store(#[from] perimeter_store::StoreError),
+}
+
+/// Which engines to load: ingestion needs only the embedder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engines {
+    EmbeddingOnly,
+    All,
+}
+
+/// The embedder and (optionally) the chat model, each verified against its pin first.
+pub fn load_models(config: &Config, engines: Engines) -> Result<(Arc<dyn Embedder>, Option<Arc<dyn ChatBackend>>), LoadError> {
+    let manifest = builtin_manifest().map_err(|e| LoadError::Engine { model: "manifest".into(), reason: e.to_string() })?;
+    let verified = |name: &str| -> Result<_, LoadError> {
+        let entry = manifest.model(name).map_err(|e| LoadError::Engine { model: name.to_string(), reason: e.to_string() })?;
+        verify(entry, &config.models.dir).map_err(|source| LoadError::Verify { model: name.to_string(), source })
+    };
+    let embedder: Arc<dyn Embedder> = Arc::new(BertEmbedder::load(&verified(&config.models.embedding)?)?);
+    let chat: Option<Arc<dyn ChatBackend>> = match engines {
+        Engines::EmbeddingOnly => None,
+        Engines::All => {
+            let options = LlmOptions {
+                context_tokens: config.runtime.context_tokens,
+                threads: config.runtime.threads,
+                queue_depth: config.runtime.queue_depth,
+                gpu_layers: config.runtime.gpu_layers,
+            };
+            Some(Arc::new(EmbeddedChat::load(EMBEDDED_BACKEND, &verified(&config.models.chat)?, &options)?))
+        }
+    };
+    Ok((embedder, chat))
+}
+
+/// Opens the store and indexes under `data_dir`, bound to the embedder's model.
+pub fn open_index(data_dir: &Path, embedder: &dyn Embedder) -> Result<Index, StartError> {
+    let store = SqliteStore::open(data_dir)?;
+    store.bind_embedder(embedder.model(), embedder.dimensions())?;
+    let store: Arc<dyn Store> = Arc::new(store);
+    Ok(Index::open(data_dir, store)?)
+}
+
+impl AppState {
+    /// Loads everything the server needs. Fails (with a message naming the cause) rather than
+    /// starting half-ready.
+    pub fn load(config: Config, data_dir: &Path) -> Result<Self, StartError> {
+        let (embedder, chat) = load_models(&config, Engines::All)?;
+        let chat = chat.ok_or_else(|| LoadError::Engine { model: config.models.chat.clone(), reason: "not loaded".into() })?;
+        let index = open_index(data_dir, embedder.as_ref())?;
+        Ok(Self::new(config, data_dir, Arc::new(index), embedder, chat))
+    }
+
+    pub fn new(config: Config, data_dir: &Path, index: Arc<Index>, embedder: Arc<dyn Embedder>, chat: Arc<dyn ChatBackend>) -> Self {
+        Self { config: Arc::new(config), data_dir: data_dir.to_path_buf(), index, embedder, chat, metrics: Arc::new(Metrics::default()) }
+    }
+}

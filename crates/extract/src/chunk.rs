@@ -76,10 +76,12 @@ pub fn chunk(text: &str, spec: &ChunkSpec, count_tokens: &dyn Fn(&str) -> usize)
 
 /// The text of the first level-1 markdown heading, outside code blocks.
 pub(crate) fn first_h1(text: &str) -> Option<String> {
-    parse_blocks(text).into_iter().find_map(|block| match block.kind {
-        BlockKind::Heading { level: 1, title } if !title.is_empty() => Some(title),
-        _ => None,
-    })
+    parse_blocks(text)
+        .into_iter()
+        .find_map(|block| match block.kind {
+            BlockKind::Heading { level: 1, title } if !title.is_empty() => Some(title),
+            _ => None,
+        })
 }
 
 struct Block {
@@ -89,7 +91,10 @@ struct Block {
 }
 
 enum BlockKind {
-    Heading { level: usize, title: String },
+    Heading {
+        level: usize,
+        title: String,
+    },
     /// A paragraph or a list item.
     Text,
     Code,
@@ -119,7 +124,12 @@ fn parse_blocks(text: &str) -> Vec<Block> {
             continue;
         }
         if let Some((level, title)) = atx_heading(current) {
-            blocks.extend(trimmed(text, lines[i].0, lines[i].1, BlockKind::Heading { level, title }));
+            blocks.extend(trimmed(
+                text,
+                lines[i].0,
+                lines[i].1,
+                BlockKind::Heading { level, title },
+            ));
             i += 1;
             continue;
         }
@@ -135,7 +145,12 @@ fn parse_blocks(text: &str) -> Vec<Block> {
             }
             next += 1;
         }
-        blocks.extend(trimmed(text, lines[i].0, lines[next - 1].1, BlockKind::Text));
+        blocks.extend(trimmed(
+            text,
+            lines[i].0,
+            lines[next - 1].1,
+            BlockKind::Text,
+        ));
         i = next;
     }
     blocks
@@ -222,7 +237,10 @@ fn is_list_item(line: &str) -> bool {
     if let Some(rest) = trimmed.strip_prefix(['-', '*', '+']) {
         return rest.starts_with([' ', '\t']);
     }
-    let digits = trimmed.len() - trimmed.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+    let digits = trimmed.len()
+        - trimmed
+            .trim_start_matches(|c: char| c.is_ascii_digit())
+            .len();
     if !(1..=9).contains(&digits) {
         return false;
     }
@@ -232,8 +250,11 @@ fn is_list_item(line: &str) -> bool {
 }
 
 fn heading_path(path: &[(usize, String)]) -> Option<String> {
-    let titles: Vec<&str> =
-        path.iter().map(|(_, title)| title.as_str()).filter(|t| !t.is_empty()).collect();
+    let titles: Vec<&str> = path
+        .iter()
+        .map(|(_, title)| title.as_str())
+        .filter(|t| !t.is_empty())
+        .collect();
     (!titles.is_empty()).then(|| titles.join(" > "))
 }
 
@@ -388,7 +409,9 @@ impl Packer<'_> {
                 continue;
             }
             // Only headings and one unit were here: that unit must be cut finer.
-            let Some((unit, headings)) = given_back.split_first() else { return };
+            let Some((unit, headings)) = given_back.split_first() else {
+                return;
+            };
             match self.refine(unit) {
                 Some(pieces) => {
                     for piece in pieces.into_iter().rev() {
@@ -431,12 +454,17 @@ impl Packer<'_> {
     fn seed_overlap(&mut self) {
         let previous = std::mem::take(&mut self.current);
         self.current_tokens = 0;
-        let (Some(next), Some(first)) = (self.queue.front(), previous.first()) else { return };
+        let (Some(next), Some(first)) = (self.queue.front(), previous.first()) else {
+            return;
+        };
         if next.heading {
             return;
         }
         let mut overlap = Overlap {
-            budget: self.spec.overlap_tokens.min(self.spec.max_tokens.saturating_sub(next.tokens)),
+            budget: self
+                .spec
+                .overlap_tokens
+                .min(self.spec.max_tokens.saturating_sub(next.tokens)),
             chunk_start: first.unit.start,
             tokens: 0,
             picked: Vec::new(),
@@ -463,8 +491,12 @@ impl Packer<'_> {
         if unit.heading || !cuttable || overlap.budget == 0 {
             return;
         }
-        let Some(pieces) = self.refine(unit) else { return };
-        if pieces.iter().any(|p| p.kind != Kind::Sentence) && !overlap.picked.is_empty() {
+        let Some(pieces) = self.refine(unit) else {
+            return;
+        };
+        // A block of one sentence is cut straight into words.
+        let words_only = pieces.iter().any(|p| p.kind != Kind::Sentence);
+        if words_only && !overlap.picked.is_empty() {
             return;
         }
         let before = overlap.picked.len();
@@ -476,29 +508,36 @@ impl Packer<'_> {
                 break;
             }
         }
+        // A few stray words of a sentence are noise, not context.
+        if words_only && overlap.tokens * 2 < self.spec.overlap_tokens {
+            overlap.picked.clear();
+            overlap.tokens = 0;
+        }
     }
 
     /// Cuts a unit one level finer, skipping levels that would not cut it at all. `None` for
     /// a single character.
     fn refine(&self, unit: &Unit) -> Option<Vec<Unit>> {
-        let levels: &[Kind] = match unit.kind {
-            Kind::Heading | Kind::Block => &[Kind::Sentence, Kind::Word, Kind::Fragment],
-            // Code is cut at lines, which `Sentence` with `lines_only` does.
-            Kind::Code => &[Kind::Code, Kind::Word, Kind::Fragment],
-            Kind::Sentence => &[Kind::Word, Kind::Fragment],
-            Kind::Word | Kind::Fragment => &[Kind::Fragment],
+        let cuts: &[Cut] = match unit.kind {
+            Kind::Heading | Kind::Block => &[Cut::Sentences, Cut::Words, Cut::Halves],
+            Kind::Code => &[Cut::Lines, Cut::Words, Cut::Halves],
+            Kind::Sentence => &[Cut::Words, Cut::Halves],
+            Kind::Word | Kind::Fragment => &[Cut::Halves],
         };
-        for &level in levels {
-            let ranges = match level {
-                Kind::Code => split_sentences(self.text, unit.start, unit.end, true),
-                Kind::Sentence => split_sentences(self.text, unit.start, unit.end, false),
-                Kind::Word => split_words(self.text, unit.start, unit.end),
-                _ => split_halves(self.text, unit.start, unit.end),
+        for &cut in cuts {
+            let (start, end) = (unit.start, unit.end);
+            let (ranges, kind) = match cut {
+                Cut::Sentences => (
+                    split_sentences(self.text, start, end, false),
+                    Kind::Sentence,
+                ),
+                Cut::Lines => (split_sentences(self.text, start, end, true), Kind::Sentence),
+                Cut::Words => (split_words(self.text, start, end), Kind::Word),
+                Cut::Halves => (split_halves(self.text, start, end), Kind::Fragment),
             };
             if ranges.len() < 2 {
                 continue;
             }
-            let kind = if level == Kind::Code { Kind::Sentence } else { level };
             let pieces = ranges
                 .into_iter()
                 .enumerate()
@@ -515,6 +554,15 @@ impl Packer<'_> {
         }
         None
     }
+}
+
+/// The ways of cutting a unit, coarsest first.
+#[derive(Clone, Copy)]
+enum Cut {
+    Sentences,
+    Lines,
+    Words,
+    Halves,
 }
 
 /// Sentences of `text[start..end]`: cut after `.`, `?` or `!` followed by whitespace, after
@@ -587,42 +635,75 @@ mod tests {
     }
 
     fn spec(max_tokens: usize, overlap_tokens: usize) -> ChunkSpec {
-        ChunkSpec { max_tokens, overlap_tokens }
+        ChunkSpec {
+            max_tokens,
+            overlap_tokens,
+        }
     }
 
     /// The invariants every chunking must satisfy, whatever the input.
-    fn check_invariants(text: &str, spec: &ChunkSpec, chunks: &[Chunk]) {
+    fn check_invariants(
+        text: &str,
+        spec: &ChunkSpec,
+        count: &dyn Fn(&str) -> usize,
+        chunks: &[Chunk],
+    ) {
         let mut covered = vec![false; text.len()];
         let mut previous: Option<&Chunk> = None;
         for chunk in chunks {
-            assert_eq!(text.get(chunk.start..chunk.end), Some(chunk.text.as_str()), "{chunk:?}");
+            assert_eq!(
+                text.get(chunk.start..chunk.end),
+                Some(chunk.text.as_str()),
+                "{chunk:?}"
+            );
             assert!(!chunk.text.trim().is_empty(), "{chunk:?}");
-            assert_eq!(chunk.token_count, words(&chunk.text), "{chunk:?}");
+            assert_eq!(chunk.token_count, count(&chunk.text), "{chunk:?}");
             let single_char = chunk.text.chars().count() == 1;
-            assert!(chunk.token_count <= spec.max_tokens || single_char, "{spec:?} {chunk:?}");
+            assert!(
+                chunk.token_count <= spec.max_tokens || single_char,
+                "{spec:?} {chunk:?}"
+            );
             if let Some(previous) = previous {
-                assert!(chunk.start > previous.start, "order: {previous:?} then {chunk:?}");
-                assert!(chunk.end > previous.end, "order: {previous:?} then {chunk:?}");
+                assert!(
+                    chunk.start > previous.start,
+                    "order: {previous:?} then {chunk:?}"
+                );
+                assert!(
+                    chunk.end > previous.end,
+                    "order: {previous:?} then {chunk:?}"
+                );
             }
-            covered[chunk.start..chunk.end].iter_mut().for_each(|c| *c = true);
+            covered[chunk.start..chunk.end]
+                .iter_mut()
+                .for_each(|c| *c = true);
             previous = Some(chunk);
         }
         for (i, c) in text.char_indices() {
-            assert!(c.is_whitespace() || covered[i], "byte {i} ({c:?}) not covered");
+            assert!(
+                c.is_whitespace() || covered[i],
+                "byte {i} ({c:?}) not covered"
+            );
         }
     }
 
     fn run(text: &str, spec: &ChunkSpec) -> Vec<Chunk> {
         let chunks = chunk(text, spec, &words);
-        check_invariants(text, spec, &chunks);
+        check_invariants(text, spec, &words, &chunks);
         chunks
     }
 
     /// Where every heading fits the budget with room to spare, no chunk ends with one.
-    fn assert_no_dangling_headings(chunks: &[Chunk]) {
+    fn assert_no_dangling_headings(text: &str, chunks: &[Chunk]) {
+        let heading_ends: Vec<usize> = parse_blocks(text)
+            .into_iter()
+            .filter(|b| matches!(b.kind, BlockKind::Heading { .. }))
+            .map(|b| b.end)
+            .collect();
         for chunk in chunks {
-            let last_line = chunk.text.lines().last().unwrap_or_default();
-            assert!(atx_heading(last_line).is_none(), "dangling heading: {chunk:?}");
+            assert!(
+                !heading_ends.contains(&chunk.end),
+                "dangling heading: {chunk:?}"
+            );
         }
     }
 
@@ -646,18 +727,52 @@ mod tests {
     #[test]
     fn heading_paths_follow_the_outline() {
         let chunks = run(HANDBOOK, &spec(13, 0));
-        let got: Vec<(Option<&str>, &str)> =
-            chunks.iter().map(|c| (c.heading.as_deref(), c.text.as_str())).collect();
+        assert_no_dangling_headings(HANDBOOK, &chunks);
+        let got: Vec<(Option<&str>, &str)> = chunks
+            .iter()
+            .map(|c| (c.heading.as_deref(), c.text.as_str()))
+            .collect();
         let expected = vec![
             (None, "Preamble before any heading."),
-            (Some("Annual leave"), "# Annual leave\n\nStaff receive 25 days. Leave is booked in the portal."),
-            (Some("Annual leave > Carry-over"), "## Carry-over\n\nUp to five days carry over. The rest is lost."),
-            (Some("Annual leave > Carry-over"), "- Ask your manager first.\n- Record it in the portal."),
-            (Some("Annual leave > Carry-over > Exceptions"), "### Exceptions ###\n\nParental leave is separate."),
-            (Some("Annual leave > Sickness"), "## Sickness\n\n```text\n# not a heading\ncall in by 9am\n```"),
+            (
+                Some("Annual leave"),
+                "# Annual leave\n\nStaff receive 25 days. Leave is booked in the portal.",
+            ),
+            (
+                Some("Annual leave > Carry-over"),
+                "## Carry-over\n\nUp to five days carry over. The rest is lost.",
+            ),
+            (
+                Some("Annual leave > Carry-over"),
+                "- Ask your manager first.\n- Record it in the portal.",
+            ),
+            (
+                Some("Annual leave > Carry-over > Exceptions"),
+                "### Exceptions ###\n\nParental leave is separate.",
+            ),
+            (
+                Some("Annual leave > Sickness"),
+                "## Sickness\n\n```text\n# not a heading\ncall in by 9am\n```",
+            ),
             (Some("Expenses"), "# Expenses\nReceipts are required."),
         ];
         assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn headings_never_dangle_at_any_reasonable_budget() {
+        for max in 6..40 {
+            for overlap in [0, 2, 5] {
+                let chunks = run(HANDBOOK, &spec(max, overlap));
+                assert_no_dangling_headings(HANDBOOK, &chunks);
+                // Every chunk's heading is the path of the section its first line is in.
+                for c in &chunks {
+                    if c.text.starts_with("## Carry-over") || c.text.starts_with("- Ask") {
+                        assert_eq!(c.heading.as_deref(), Some("Annual leave > Carry-over"));
+                    }
+                }
+            }
+        }
     }
 
     #[test]
@@ -665,7 +780,10 @@ mod tests {
         let chunks = run(HANDBOOK, &spec(1000, 50));
         assert_eq!(chunks.len(), 6);
         assert!(chunks.iter().skip(1).all(|c| c.text.starts_with('#')));
-        assert_eq!(chunks[2].heading.as_deref(), Some("Annual leave > Carry-over"));
+        assert_eq!(
+            chunks[2].heading.as_deref(),
+            Some("Annual leave > Carry-over")
+        );
     }
 
     #[test]
@@ -679,18 +797,27 @@ mod tests {
 
     #[test]
     fn long_paragraphs_split_at_sentences_with_overlap() {
-        let sentences: Vec<String> =
-            (0..30).map(|i| format!("Sentence number {i} has exactly seven words.")).collect();
+        let sentences: Vec<String> = (0..30)
+            .map(|i| format!("Sentence number {i} has exactly seven words."))
+            .collect();
         let text = format!("# Policy\n\n{}", sentences.join(" "));
         let chunks = run(&text, &spec(40, 10));
         assert!(chunks.len() > 5, "{chunks:#?}");
+        assert_no_dangling_headings(&text, &chunks);
         for pair in chunks.windows(2) {
-            assert!(pair[1].start < pair[0].end, "no overlap: {:?} / {:?}", pair[0], pair[1]);
+            assert!(
+                pair[1].start < pair[0].end,
+                "no overlap: {:?} / {:?}",
+                pair[0],
+                pair[1]
+            );
             // Overlap and cuts fall on sentence boundaries.
             assert!(pair[1].text.starts_with("Sentence"), "{:?}", pair[1].text);
             assert!(pair[0].text.ends_with('.'), "{:?}", pair[0].text);
         }
-        assert!(chunks.iter().all(|c| c.heading.as_deref() == Some("Policy")));
+        assert!(chunks
+            .iter()
+            .all(|c| c.heading.as_deref() == Some("Policy")));
         assert!(chunks[0].text.starts_with("# Policy\n\nSentence number 0"));
     }
 
@@ -699,7 +826,10 @@ mod tests {
         let sentences = "One two three four. ".repeat(20);
         let text = format!("# A\n\n{sentences}\n\n# B\n\n{sentences}");
         for chunks in [run(&text, &spec(10, 0)), run(&text, &spec(10, 4))] {
-            let boundary = chunks.iter().position(|c| c.text.starts_with("# B")).unwrap();
+            let boundary = chunks
+                .iter()
+                .position(|c| c.text.starts_with("# B"))
+                .unwrap();
             assert!(chunks[boundary].start >= chunks[boundary - 1].end);
         }
         let chunks = run(&text, &spec(10, 0));
@@ -714,7 +844,10 @@ mod tests {
         assert!(chunks.iter().any(|c| c.text == code), "{chunks:#?}");
         // Too large for the budget: cut at lines, never mid-line.
         let chunks = run(&text, &spec(3, 0));
-        assert!(chunks.iter().any(|c| c.text == "fn main() {"), "{chunks:#?}");
+        assert!(
+            chunks.iter().any(|c| c.text == "fn main() {"),
+            "{chunks:#?}"
+        );
     }
 
     #[test]
@@ -729,8 +862,13 @@ mod tests {
         let giant = "日本語".repeat(100);
         let chars = |s: &str| s.chars().count();
         let chunks = chunk(&giant, &spec(7, 0), &chars);
-        assert!(chunks.iter().all(|c| c.token_count <= 7 && giant.get(c.start..c.end) == Some(&c.text)));
-        assert_eq!(chunks.iter().map(|c| c.end - c.start).sum::<usize>(), giant.len());
+        assert!(chunks
+            .iter()
+            .all(|c| c.token_count <= 7 && giant.get(c.start..c.end) == Some(&c.text)));
+        assert_eq!(
+            chunks.iter().map(|c| c.end - c.start).sum::<usize>(),
+            giant.len()
+        );
         // A budget no character fits: one character per chunk, never a broken one.
         let chunks = chunk("日本", &spec(0, 0), &chars);
         let texts: Vec<&str> = chunks.iter().map(|c| c.text.as_str()).collect();
@@ -749,7 +887,10 @@ mod tests {
         // Counts every newline as a token too: blocks summed separately undercount the joined
         // chunk, which must still fit.
         let count = |s: &str| words(s) + s.matches('\n').count();
-        let text = (0..40).map(|i| format!("para {i} words")).collect::<Vec<_>>().join("\n\n");
+        let text = (0..40)
+            .map(|i| format!("para {i} words"))
+            .collect::<Vec<_>>()
+            .join("\n\n");
         let chunks = chunk(&text, &spec(10, 3), &count);
         assert!(chunks.len() > 3);
         for c in &chunks {
@@ -775,7 +916,12 @@ mod tests {
         };
         let chunks = chunk(&text, &spec(60, 15), &count);
         assert!(chunks.len() > 50);
-        assert!(seen.get() < text.len() * 6, "{} bytes counted for {}", seen.get(), text.len());
+        assert!(
+            seen.get() < text.len() * 6,
+            "{} bytes counted for {}",
+            seen.get(),
+            text.len()
+        );
     }
 
     #[test]
@@ -788,21 +934,53 @@ mod tests {
             state
         };
         const PIECES: &[&str] = &[
-            "word", "longerword", "£5", "€", "é", "日本語", "naïve", ".", "?", "!", " ", " ", " ",
-            "\n", "\n\n", "\n# ", "\n## ", "\n### ", "\n- ", "\n1. ", "\n```\n", "\n~~~~\n",
-            "\t", "\r\n", "#", "。", "supercalifragilisticexpialidocious",
+            "word",
+            "longerword",
+            "£5",
+            "€",
+            "é",
+            "日本語",
+            "naïve",
+            ".",
+            "?",
+            "!",
+            " ",
+            " ",
+            " ",
+            "\n",
+            "\n\n",
+            "\n# ",
+            "\n## ",
+            "\n### ",
+            "\n- ",
+            "\n1. ",
+            "\n```\n",
+            "\n~~~~\n",
+            "\t",
+            "\r\n",
+            "#",
+            "。",
+            "supercalifragilisticexpialidocious",
         ];
         for round in 0..300 {
             let len = (next() % 120) as usize;
-            let text: String = (0..len).map(|_| PIECES[(next() % PIECES.len() as u64) as usize]).collect();
+            let text: String = (0..len)
+                .map(|_| PIECES[(next() % PIECES.len() as u64) as usize])
+                .collect();
             let s = spec((round % 13) + 1, (next() % 6) as usize);
             run(&text, &s);
+            // A counter that sees separators too, so that summed estimates undercount.
+            let count = |t: &str| words(t) + t.matches('\n').count();
+            check_invariants(&text, &s, &count, &chunk(&text, &s, &count));
         }
     }
 
     #[test]
     fn first_h1_skips_code_and_lower_levels() {
-        assert_eq!(first_h1("## Two\n```\n# code\n```\n#  One  #\n# Later"), Some("One".into()));
+        assert_eq!(
+            first_h1("## Two\n```\n# code\n```\n#  One  #\n# Later"),
+            Some("One".into())
+        );
         assert_eq!(first_h1("#NoSpace\n    # indented code"), None);
         assert_eq!(first_h1("#\n# \n# Real"), Some("Real".into()));
     }
@@ -821,9 +999,20 @@ mod tests {
         ];
         for (line, expected) in cases {
             let got = atx_heading(line);
-            assert_eq!(got.as_ref().map(|(l, t)| (*l, t.as_str())), expected, "{line:?}");
+            assert_eq!(
+                got.as_ref().map(|(l, t)| (*l, t.as_str())),
+                expected,
+                "{line:?}"
+            );
         }
-        for (line, expected) in [("- a", true), ("* a", true), ("12. a", true), ("3) a", true), ("-5", false), ("1.5 m", false)] {
+        for (line, expected) in [
+            ("- a", true),
+            ("* a", true),
+            ("12. a", true),
+            ("3) a", true),
+            ("-5", false),
+            ("1.5 m", false),
+        ] {
             assert_eq!(is_list_item(line), expected, "{line:?}");
         }
     }

@@ -25,9 +25,15 @@ pub(crate) fn split(text: &str) -> Result<(FrontMatter, &str), ExtractError> {
         if trimmed.is_empty() || trimmed.starts_with('#') || line.starts_with([' ', '\t']) {
             continue;
         }
-        let Some((key, value)) = line.split_once(':') else { continue };
+        let Some((key, value)) = line.split_once(':') else {
+            continue;
+        };
         let key = key.trim();
-        if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        if key.is_empty()
+            || !key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
             continue;
         }
         let value = scalar(value);
@@ -41,7 +47,11 @@ pub(crate) fn split(text: &str) -> Result<(FrontMatter, &str), ExtractError> {
             items.push(item);
             lines.next();
         }
-        let value = if items.is_empty() { Value::Scalar(value) } else { Value::List(items) };
+        let value = if items.is_empty() {
+            Value::Scalar(value)
+        } else {
+            Value::List(items)
+        };
         sink.set(key, value)?;
     }
     Ok((sink.finish(), body))
@@ -61,7 +71,10 @@ pub(crate) struct MetaSink {
 
 impl MetaSink {
     pub(crate) fn new(format: &'static str) -> MetaSink {
-        MetaSink { format, meta: FrontMatter::default() }
+        MetaSink {
+            format,
+            meta: FrontMatter::default(),
+        }
     }
 
     /// Records one key. Unknown keys are ignored; a key given twice is an error because a
@@ -104,7 +117,10 @@ impl MetaSink {
     }
 
     fn malformed(&self, reason: String) -> ExtractError {
-        ExtractError::Malformed { format: self.format, reason }
+        ExtractError::Malformed {
+            format: self.format,
+            reason,
+        }
     }
 }
 
@@ -148,7 +164,10 @@ fn list_item(line: &str) -> Option<String> {
 fn scalar(raw: &str) -> String {
     let value = raw.trim();
     for quote in ['"', '\''] {
-        if let Some(inner) = value.strip_prefix(quote).and_then(|v| v.strip_suffix(quote)) {
+        if let Some(inner) = value
+            .strip_prefix(quote)
+            .and_then(|v| v.strip_suffix(quote))
+        {
             return inner.to_owned();
         }
     }
@@ -230,11 +249,17 @@ mod tests {
     fn group_list_syntaxes() {
         let cases: [(&str, Vec<&str>); 7] = [
             ("groups: a, B ,c", vec!["a", "b", "c"]),
-            ("groups: [Eng, \"Sales\", 'ops']", vec!["eng", "sales", "ops"]),
+            (
+                "groups: [Eng, \"Sales\", 'ops']",
+                vec!["eng", "sales", "ops"],
+            ),
             ("groups: [a, , b,]", vec!["a", "b"]),
             ("groups: []", vec![]),
             ("groups:", vec![]),
-            ("groups:\n  - Eng\n  - \"Legal Team\"\n-  x", vec!["eng", "legal team", "x"]),
+            (
+                "groups:\n  - Eng\n  - \"Legal Team\"\n-  x",
+                vec!["eng", "legal team", "x"],
+            ),
             ("groups: single", vec!["single"]),
         ];
         for (line, expected) in cases {
@@ -254,7 +279,9 @@ mod tests {
             "front matter: label: unknown level (expected public, internal, confidential or restricted)"
         );
         assert!(error("---\nlabel:\n---\nbody").contains("label: unknown level"));
-        assert!(error("---\nlabel: public\nLabel: restricted\n---\nx").contains("duplicate key: label"));
+        assert!(
+            error("---\nlabel: public\nLabel: restricted\n---\nx").contains("duplicate key: label")
+        );
         assert!(error("---\nlabel:\n - public\n---\nx").contains("expected a single value"));
     }
 
@@ -279,7 +306,10 @@ mod tests {
         let input = format!("---\n{filler}---\nbody");
         check(&input, FrontMatter::default(), &input);
         let input = "---\ntitle: t\n---\n";
-        let expected = FrontMatter { title: Some("t".into()), ..FrontMatter::default() };
+        let expected = FrontMatter {
+            title: Some("t".into()),
+            ..FrontMatter::default()
+        };
         check(input, expected, "");
     }
 }

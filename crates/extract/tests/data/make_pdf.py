@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""Writes two-pages.pdf: a minimal, valid two-page PDF with known text.
+"""Writes two-pages.pdf: a minimal, valid two-page PDF with known text, and encrypted.pdf:
+the same document behind a standard security handler whose user password is not empty.
 
 Standard library only. Uses the base-14 Helvetica font and plain text-showing operators, and
-computes the cross-reference offsets, so the file is well-formed byte for byte.
+computes the cross-reference offsets, so the files are well-formed byte for byte.
 Run from this directory: python3 make_pdf.py
 """
 
@@ -27,7 +28,7 @@ def content_stream(lines):
     return ("\n".join(ops) + "\n").encode("ascii")
 
 
-def build():
+def build(encrypted=False):
     # Object numbers: 1 catalog, 2 pages, 3 font, 4 info, then (page, content) pairs.
     page_ids = [5 + 2 * i for i in range(len(PAGES))]
     objects = {
@@ -46,6 +47,13 @@ def build():
         objects[page_id + 1] = (
             b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"endstream"
         )
+    if encrypted:
+        # RC4 40-bit (V1, R2). /O and /U are arbitrary, so no password (the empty one
+        # included) authenticates: a reader can tell the file is encrypted, not read it.
+        objects[max(objects) + 1] = (
+            b"<< /Filter /Standard /V 1 /R 2 /P -44 "
+            b"/O <" + b"11" * 32 + b"> /U <" + b"22" * 32 + b"> >>"
+        )
 
     out = bytearray(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
     offsets = {}
@@ -58,7 +66,10 @@ def build():
     out += b"0000000000 65535 f \n"
     for number in range(1, count):
         out += b"%010d 00000 n \n" % offsets[number]
-    out += b"trailer\n<< /Size %d /Root 1 0 R /Info 4 0 R >>\n" % count
+    extra = b""
+    if encrypted:
+        extra = b" /Encrypt %d 0 R /ID [<%s> <%s>]" % (max(objects), b"ab" * 16, b"ab" * 16)
+    out += b"trailer\n<< /Size %d /Root 1 0 R /Info 4 0 R%s >>\n" % (count, extra)
     out += b"startxref\n%d\n%%%%EOF\n" % xref_at
     return bytes(out)
 
@@ -66,3 +77,5 @@ def build():
 if __name__ == "__main__":
     with open("two-pages.pdf", "wb") as f:
         f.write(build())
+    with open("encrypted.pdf", "wb") as f:
+        f.write(build(encrypted=True))

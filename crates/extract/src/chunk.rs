@@ -397,38 +397,34 @@ impl Packer<'_> {
                 self.current_tokens -= dropped.unit.tokens;
                 continue;
             }
-            let mut given_back = Vec::new();
-            given_back.extend(self.pop());
-            while self.current.last().is_some_and(|e| e.unit.heading) {
-                given_back.extend(self.pop());
-            }
-            if self.has_body() {
-                for unit in given_back {
-                    self.queue.push_front(unit);
+            // Overlap is gone, so the chunk is a run of headings and then its content units.
+            // Give back enough trailing content units to cover the excess, keeping one.
+            let body = |packer: &Self| packer.current.iter().filter(|e| !e.unit.heading).count();
+            if body(self) >= 2 {
+                let excess = tokens - max;
+                let mut freed = 0;
+                while freed < excess && body(self) >= 2 {
+                    if let Some(unit) = self.pop() {
+                        freed += unit.tokens;
+                        self.queue.push_front(unit);
+                    }
                 }
                 continue;
             }
-            // Only headings and one unit were here: that unit must be cut finer.
-            let Some((unit, headings)) = given_back.split_first() else {
-                return;
-            };
-            match self.refine(unit) {
+            // One unit (after its headings) over budget on its own: cut it finer and repack.
+            let Some(last) = self.pop() else { return };
+            match self.refine(&last) {
                 Some(pieces) => {
                     for piece in pieces.into_iter().rev() {
                         self.queue.push_front(piece);
                     }
-                    for heading in headings {
-                        self.queue.push_front(*heading);
+                    while let Some(unit) = self.pop() {
+                        self.queue.push_front(unit);
                     }
                     return;
                 }
-                None => {
-                    // The budget outranks keeping a heading with its text.
-                    for heading in headings.iter().rev() {
-                        self.push(*heading, false);
-                    }
-                    self.queue.push_front(*unit);
-                }
+                // Indivisible: the budget outranks keeping a heading with its text.
+                None => self.queue.push_front(last),
             }
         }
         self.seed_overlap();

@@ -53,7 +53,10 @@ pub struct BertEmbedder {
 
 struct Inner {
     bert: Bert,
+    /// Truncates at `EMBEDDING_MAX_TOKENS`, for embedding.
     tokenizer: Tokenizer,
+    /// The same tokenizer without truncation, for counting (chunk budgets need real lengths).
+    counter: Tokenizer,
 }
 
 type CResult<T> = candle_core::Result<T>;
@@ -86,11 +89,13 @@ impl BertEmbedder {
         let mut tokenizer = Tokenizer::from_file(file("tokenizer")?).map_err(|e| engine(format!("tokenizer.json: {e}")))?;
         // The shipped tokenizer pads every input to 128 tokens; we pad per batch instead.
         tokenizer.with_padding(None);
+        let mut counter = tokenizer.clone();
+        counter.with_truncation(None).map_err(|e| engine(format!("tokenizer.json: {e}")))?;
         tokenizer
             .with_truncation(Some(TruncationParams { max_length: EMBEDDING_MAX_TOKENS, ..Default::default() }))
             .map_err(|e| engine(format!("tokenizer.json: {e}")))?;
         tracing::info!(model = %model, hidden, layers, "embedded embedding model loaded");
-        Ok(Self { model, inner: Arc::new(Inner { bert, tokenizer }) })
+        Ok(Self { model, inner: Arc::new(Inner { bert, tokenizer, counter }) })
     }
 
     /// Embeds synchronously (the async trait method runs this on a blocking thread).
@@ -136,7 +141,7 @@ impl Embedder for BertEmbedder {
 
     fn count_tokens(&self, text: &str) -> usize {
         // Without truncation limits: the chunker needs the real length, special tokens included.
-        self.inner.tokenizer.encode_fast(text, true).map(|e| e.get_ids().len()).unwrap_or(text.len() / 4 + 2)
+        self.inner.counter.encode_fast(text, true).map(|e| e.get_ids().len()).unwrap_or(text.len() / 4 + 2)
     }
 
     async fn embed(&self, texts: Vec<String>) -> Result<Embeddings, EmbedError> {

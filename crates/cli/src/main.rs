@@ -57,6 +57,12 @@ enum ModelsCommand {
 }
 
 fn main() {
+    // A panic message can carry fragments of the data being processed (a parser of untrusted
+    // bytes that panicked inside a dependency, say). Report where, never what.
+    std::panic::set_hook(Box::new(|info| {
+        let at = info.location().map(|l| format!("{}:{}", l.file(), l.line())).unwrap_or_else(|| "unknown location".into());
+        eprintln!("panic at {at} (details withheld: they may contain document text)");
+    }));
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("PERIMETER_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tantivy=warn"));

@@ -21,6 +21,9 @@ pub enum BenchCommand {
         sentences: usize,
         #[arg(long, default_value_t = 3)]
         runs: usize,
+        /// Words per sentence (about 1.2 tokens each); the default gives ~34-token sentences.
+        #[arg(long, default_value_t = 28)]
+        words: usize,
         /// Also write the sentences to this file (one per line) for an anchor measurement.
         #[arg(long)]
         dump: Option<PathBuf>,
@@ -35,6 +38,13 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 3)]
         runs: usize,
     },
+    /// Time to first token of a RAG request (5 passages) over the data directory's documents.
+    Rag {
+        #[arg(long, default_value = "How many days of annual leave do full-time staff get, and can unused days be carried over?")]
+        question: String,
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
     /// Hybrid retrieval latency over a synthetic store of N chunks (no generation).
     Retrieval {
         #[arg(long, default_value_t = 100_000)]
@@ -47,9 +57,10 @@ pub enum BenchCommand {
     },
 }
 
-pub fn run(config: &Config, cmd: BenchCommand) -> Result<i32> {
+pub fn run(config: &Config, data_dir: &std::path::Path, cmd: BenchCommand) -> Result<i32> {
     match cmd {
-        BenchCommand::Embed { sentences, runs, dump } => embed(config, sentences, runs, dump),
+        BenchCommand::Rag { question, runs } => rag(config, data_dir, &question, runs),
+        BenchCommand::Embed { sentences, runs, words, dump } => embed(config, sentences, runs, words, dump),
         BenchCommand::Generate { prompt_tokens, new_tokens, runs } => generate(config, prompt_tokens, new_tokens, runs),
         BenchCommand::Retrieval { chunks, queries, dir } => retrieval(chunks, queries, dir),
     }
@@ -100,16 +111,16 @@ fn range(values: &[f64]) -> String {
     format!("{min:.1}–{max:.1}")
 }
 
-fn embed(config: &Config, n: usize, runs: usize, dump: Option<PathBuf>) -> Result<i32> {
+fn embed(config: &Config, n: usize, runs: usize, words: usize, dump: Option<PathBuf>) -> Result<i32> {
     if n == 0 || runs == 0 {
         bail!("--sentences and --runs must be positive");
     }
     let mut rng = Rng(42);
-    // ~30 words ≈ 34 tokens with [CLS]/[SEP] for this vocabulary.
+    // 28–32 words ≈ 34 tokens with [CLS]/[SEP] for this vocabulary.
     let texts: Vec<String> = (0..n)
         .map(|_| {
-            let words = 28 + rng.below(5);
-            sentence(&mut rng, words)
+            let count = words + rng.below(5);
+            sentence(&mut rng, count)
         })
         .collect();
     if let Some(path) = dump {
@@ -166,6 +177,48 @@ fn generate(config: &Config, prompt_tokens: usize, new_tokens: u32, runs: usize)
     Ok(0)
 }
 
+fn rag(config: &Config, data_dir: &std::path::Path, question: &str, runs: usize) -> Result<i32> {
+    if runs == 0 {
+        bail!("--runs must be positive");
+    }
+    let rt = crate::runtime()?;
+    let state = perimeter_server::AppState::load(config.clone(), data_dir)?;
+    if state.index.store().counts()?.1 == 0 {
+        bail!("{} holds no documents: ingest some first (e.g. examples/corpus)", data_dir.display());
+    }
+    println!("time to first token, 5-passage RAG prompt, {runs} runs: {question:?}");
+    let mut ttft = Vec::new();
+    for run in 1..=runs {
+        let started = Instant::now();
+        let input = perimeter_server::pipeline::ChatInput {
+            messages: vec![ChatMessage::new(Role::User, question)],
+            params: GenerationParams { max_tokens: 16, ..GenerationParams::default() },
+            retrieval: true,
+            collection: None,
+            top_k: Some(5),
+            requested_level: None,
+        };
+        let prepared = rt.block_on(perimeter_server::pipeline::prepare(&state, input)).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let retrieved = started.elapsed().as_secs_f64() * 1000.0;
+        let first = Arc::new(std::sync::OnceLock::new());
+        let seen = first.clone();
+        let outcome = rt.block_on(state.chat.chat(prepared.request, Box::new(move |_| {
+            let _ = seen.set(Instant::now());
+            true
+        })))?;
+        let first_ms = first.get().map(|t| t.duration_since(started).as_secs_f64() * 1000.0).unwrap_or(f64::NAN);
+        println!(
+            "  run {run}: {} passages, {} prompt tokens; retrieval {retrieved:.0} ms, prefill {:.0} ms, first token at {first_ms:.0} ms",
+            prepared.citations.len(),
+            outcome.usage.prompt_tokens,
+            outcome.timings.prompt_ms
+        );
+        ttft.push(first_ms);
+    }
+    println!("time to first token: {} ms", range(&ttft));
+    Ok(0)
+}
+
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -179,13 +232,10 @@ fn retrieval(chunks: usize, queries: usize, dir: Option<PathBuf>) -> Result<i32>
     }
     const DIMS: usize = 384;
     const PER_DOC: usize = 100;
-    let tmp;
+    let cleanup = dir.is_none();
     let dir = match dir {
         Some(d) => d,
-        None => {
-            tmp = tempfile_dir()?;
-            tmp.clone()
-        }
+        None => tempfile_dir()?,
     };
     let mut rng = Rng(1234);
     let store = SqliteStore::open(&dir)?;
@@ -250,19 +300,30 @@ fn retrieval(chunks: usize, queries: usize, dir: Option<PathBuf>) -> Result<i32>
         ("unfiltered", AccessFilter::default()),
         ("filtered (1 collection, 1 group)", AccessFilter { collections: Some(vec!["even".into()]), groups: Some(vec!["g0".into()]), ..AccessFilter::default() }),
     ] {
-        let mut lat = Vec::with_capacity(queries);
-        for _ in 0..queries {
-            let query = RetrievalQuery { text: sentence(&mut rng, 6), embedding: unit_vector(&mut rng, DIMS), filter: filter.clone(), top_k: 5 };
-            let t = Instant::now();
-            let hits = index.search(&query, SearchMode::Hybrid)?;
-            lat.push(t.elapsed().as_secs_f64() * 1000.0);
-            if hits.is_empty() {
-                bail!("a query returned nothing; the synthetic store is broken");
+        for (mode_name, mode) in [("hybrid", SearchMode::Hybrid), ("bm25 only", SearchMode::Bm25), ("dense only", SearchMode::Dense)] {
+            let mut lat = Vec::with_capacity(queries);
+            for _ in 0..queries {
+                let query = RetrievalQuery { text: sentence(&mut rng, 6), embedding: unit_vector(&mut rng, DIMS), filter: filter.clone(), top_k: 5 };
+                let t = Instant::now();
+                let hits = index.search(&query, mode)?;
+                lat.push(t.elapsed().as_secs_f64() * 1000.0);
+                if hits.is_empty() {
+                    bail!("a query returned nothing; the synthetic store is broken");
+                }
             }
+            lat.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+            let pct = |p: f64| lat[((lat.len() as f64 * p).ceil() as usize).clamp(1, lat.len()) - 1];
+            println!(
+                "{mode_name:<10} {label}, {queries} queries, top 5: P50 {:.2} ms, P90 {:.2} ms, P99 {:.2} ms, max {:.2} ms",
+                pct(0.5),
+                pct(0.9),
+                pct(0.99),
+                pct(1.0)
+            );
         }
-        lat.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
-        let pct = |p: f64| lat[((lat.len() as f64 * p).ceil() as usize).clamp(1, lat.len()) - 1];
-        println!("hybrid retrieval {label}, {queries} queries, top 5: P50 {:.2} ms, P90 {:.2} ms, P99 {:.2} ms, max {:.2} ms", pct(0.5), pct(0.9), pct(0.99), pct(1.0));
+    }
+    if cleanup {
+        let _ = std::fs::remove_dir_all(&dir);
     }
     Ok(0)
 }

@@ -22,7 +22,7 @@ pub const PIPELINE_VERSION: &str = "perimeter-ingest/1";
 /// Files larger than this are refused (and reported), not read.
 const MAX_FILE_BYTES: u64 = 256 * 1024 * 1024;
 /// Chunks to accumulate across documents before embedding them in one call.
-const EMBED_BATCH_CHUNKS: usize = 64;
+const EMBED_BATCH_CHUNKS: usize = 256;
 
 /// How to label what is ingested. Flags given here override front matter for collection and
 /// groups; for the label, the higher of the flag and the document's own front matter wins, so a

@@ -86,16 +86,24 @@ impl Index {
     pub fn search(&self, query: &RetrievalQuery, mode: SearchMode) -> Result<Vec<Passage>, IndexError> {
         self.sync()?;
         let candidates = (query.top_k * CANDIDATES_PER_RESULT).max(MIN_CANDIDATES);
-        let lexical = if mode == SearchMode::Dense {
-            Vec::new()
-        } else {
-            self.bm25.search(&query.text, &query.filter, candidates)?
-        };
-        let dense = if mode == SearchMode::Bm25 {
-            Vec::new()
-        } else {
-            self.vectors.search(&query.embedding, &query.filter, candidates)?
-        };
+        // The two searches are independent; on a multi-core machine they run side by side.
+        let (lexical, dense) = std::thread::scope(|scope| {
+            let lexical = scope.spawn(|| {
+                if mode == SearchMode::Dense {
+                    Ok(Vec::new())
+                } else {
+                    self.bm25.search(&query.text, &query.filter, candidates)
+                }
+            });
+            let dense = if mode == SearchMode::Bm25 {
+                Ok(Vec::new())
+            } else {
+                self.vectors.search(&query.embedding, &query.filter, candidates)
+            };
+            let lexical = lexical.join().unwrap_or_else(|_| Err(IndexError::Bm25("the BM25 search thread panicked".into())));
+            (lexical, dense)
+        });
+        let (lexical, dense) = (lexical?, dense?);
         let lexical_keys: Vec<i64> = lexical.iter().map(|(k, _)| *k).collect();
         let dense_keys: Vec<i64> = dense.iter().map(|(k, _)| *k).collect();
         let fused = reciprocal_rank_fusion(&[&lexical_keys, &dense_keys], RRF_K, query.top_k);

@@ -104,7 +104,10 @@ pub fn run(config: Config, data_dir: &Path, args: AskArgs) -> Result<i32> {
         }
         eprintln!(
             "[{} prompt tokens in {:.0} ms, {} answer tokens in {:.0} ms]",
-            outcome.usage.prompt_tokens, outcome.timings.prompt_ms, outcome.usage.completion_tokens, outcome.timings.generation_ms
+            outcome.usage.prompt_tokens,
+            outcome.timings.prompt_ms,
+            outcome.usage.completion_tokens,
+            outcome.timings.generation_ms
         );
     }
     Ok(0)

@@ -11,7 +11,9 @@ use perimeter_config::Config;
 use perimeter_index::{Index, SearchMode};
 use perimeter_server::{load_models, Engines};
 use perimeter_store::{DocumentRecord, NewChunk, SqliteStore, Store};
-use perimeter_types::{AccessFilter, ChatMessage, ChatRequest, DocumentId, GenerationParams, Level, RetrievalQuery, Role};
+use perimeter_types::{
+    AccessFilter, ChatMessage, ChatRequest, DocumentId, GenerationParams, Level, RetrievalQuery, Role,
+};
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
@@ -40,7 +42,10 @@ pub enum BenchCommand {
     },
     /// Time to first token of a RAG request (5 passages) over the data directory's documents.
     Rag {
-        #[arg(long, default_value = "How many days of annual leave do full-time staff get, and can unused days be carried over?")]
+        #[arg(
+            long,
+            default_value = "How many days of annual leave do full-time staff get, and can unused days be carried over?"
+        )]
         question: String,
         #[arg(long, default_value_t = 5)]
         runs: usize,
@@ -85,12 +90,72 @@ impl Rng {
 }
 
 const WORDS: &[&str] = &[
-    "patient", "clinic", "appointment", "member", "savings", "account", "interest", "payment", "refund", "policy",
-    "leave", "holiday", "expenses", "travel", "mileage", "password", "security", "incident", "report", "rota",
-    "pharmacy", "prescription", "complaint", "interpreter", "access", "record", "review", "salary", "band", "manager",
-    "staff", "training", "onboarding", "remote", "working", "equipment", "laptop", "network", "backup", "supplier",
-    "invoice", "approval", "threshold", "budget", "quarter", "annual", "monthly", "weekly", "deadline", "escalation",
-    "the", "a", "for", "with", "and", "of", "to", "in", "on", "by", "must", "should", "will", "can", "before", "after",
+    "patient",
+    "clinic",
+    "appointment",
+    "member",
+    "savings",
+    "account",
+    "interest",
+    "payment",
+    "refund",
+    "policy",
+    "leave",
+    "holiday",
+    "expenses",
+    "travel",
+    "mileage",
+    "password",
+    "security",
+    "incident",
+    "report",
+    "rota",
+    "pharmacy",
+    "prescription",
+    "complaint",
+    "interpreter",
+    "access",
+    "record",
+    "review",
+    "salary",
+    "band",
+    "manager",
+    "staff",
+    "training",
+    "onboarding",
+    "remote",
+    "working",
+    "equipment",
+    "laptop",
+    "network",
+    "backup",
+    "supplier",
+    "invoice",
+    "approval",
+    "threshold",
+    "budget",
+    "quarter",
+    "annual",
+    "monthly",
+    "weekly",
+    "deadline",
+    "escalation",
+    "the",
+    "a",
+    "for",
+    "with",
+    "and",
+    "of",
+    "to",
+    "in",
+    "on",
+    "by",
+    "must",
+    "should",
+    "will",
+    "can",
+    "before",
+    "after",
 ];
 
 fn sentence(rng: &mut Rng, words: usize) -> String {
@@ -124,12 +189,17 @@ fn embed(config: &Config, n: usize, runs: usize, words: usize, dump: Option<Path
         })
         .collect();
     if let Some(path) = dump {
-        std::fs::write(&path, texts.join("\n") + "\n").with_context(|| format!("could not write {}", path.display()))?;
+        std::fs::write(&path, texts.join("\n") + "\n")
+            .with_context(|| format!("could not write {}", path.display()))?;
     }
     let rt = crate::runtime()?;
     let (embedder, _) = load_models(config, Engines::EmbeddingOnly)?;
     let tokens: usize = texts.iter().map(|t| embedder.count_tokens(t)).sum();
-    println!("embedding {n} sentences ({:.1} tokens each), {runs} runs, model {}", tokens as f64 / n as f64, embedder.model());
+    println!(
+        "embedding {n} sentences ({:.1} tokens each), {runs} runs, model {}",
+        tokens as f64 / n as f64,
+        embedder.model()
+    );
     let mut rates = Vec::new();
     for run in 1..=runs {
         let started = Instant::now();
@@ -155,7 +225,11 @@ fn generate(config: &Config, prompt_tokens: usize, new_tokens: u32, runs: usize)
     let mut rng = Rng(7);
     // About 1.2 tokens per word for this vocabulary with SmolLM2's tokenizer.
     let context = sentence(&mut rng, prompt_tokens * 5 / 6);
-    println!("generation: model {}, {} threads, ~{prompt_tokens}-token prompt, {new_tokens} new tokens, {runs} runs", chat.model(), config.runtime.threads);
+    println!(
+        "generation: model {}, {} threads, ~{prompt_tokens}-token prompt, {new_tokens} new tokens, {runs} runs",
+        chat.model(),
+        config.runtime.threads
+    );
     let (mut pp, mut tg) = (Vec::new(), Vec::new());
     for run in 1..=runs {
         let request = ChatRequest {
@@ -168,7 +242,10 @@ fn generate(config: &Config, prompt_tokens: usize, new_tokens: u32, runs: usize)
         let g = f64::from(outcome.usage.completion_tokens) / (outcome.timings.generation_ms / 1000.0).max(1e-6);
         println!(
             "  run {run}: prompt {} tokens in {:.0} ms ({p:.1} tok/s); generated {} tokens in {:.0} ms ({g:.1} tok/s)",
-            outcome.usage.prompt_tokens, outcome.timings.prompt_ms, outcome.usage.completion_tokens, outcome.timings.generation_ms
+            outcome.usage.prompt_tokens,
+            outcome.timings.prompt_ms,
+            outcome.usage.completion_tokens,
+            outcome.timings.generation_ms
         );
         pp.push(p);
         tg.push(g);
@@ -198,14 +275,18 @@ fn rag(config: &Config, data_dir: &std::path::Path, question: &str, runs: usize)
             top_k: Some(5),
             requested_level: None,
         };
-        let prepared = rt.block_on(perimeter_server::pipeline::prepare(&state, input)).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let prepared =
+            rt.block_on(perimeter_server::pipeline::prepare(&state, input)).map_err(|e| anyhow::anyhow!("{e}"))?;
         let retrieved = started.elapsed().as_secs_f64() * 1000.0;
         let first = Arc::new(std::sync::OnceLock::new());
         let seen = first.clone();
-        let outcome = rt.block_on(state.chat.chat(prepared.request, Box::new(move |_| {
-            let _ = seen.set(Instant::now());
-            true
-        })))?;
+        let outcome = rt.block_on(state.chat.chat(
+            prepared.request,
+            Box::new(move |_| {
+                let _ = seen.set(Instant::now());
+                true
+            }),
+        ))?;
         let first_ms = first.get().map(|t| t.duration_since(started).as_secs_f64() * 1000.0).unwrap_or(f64::NAN);
         println!(
             "  run {run}: {} passages, {} prompt tokens; retrieval {retrieved:.0} ms, prefill {:.0} ms, first token at {first_ms:.0} ms",
@@ -222,7 +303,9 @@ fn rag(config: &Config, data_dir: &std::path::Path, question: &str, runs: usize)
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
         .unwrap_or(0)
 }
 
@@ -298,12 +381,26 @@ fn retrieval(chunks: usize, queries: usize, dir: Option<PathBuf>) -> Result<i32>
 
     for (label, filter) in [
         ("unfiltered", AccessFilter::default()),
-        ("filtered (1 collection, 1 group)", AccessFilter { collections: Some(vec!["even".into()]), groups: Some(vec!["g0".into()]), ..AccessFilter::default() }),
+        (
+            "filtered (1 collection, 1 group)",
+            AccessFilter {
+                collections: Some(vec!["even".into()]),
+                groups: Some(vec!["g0".into()]),
+                ..AccessFilter::default()
+            },
+        ),
     ] {
-        for (mode_name, mode) in [("hybrid", SearchMode::Hybrid), ("bm25 only", SearchMode::Bm25), ("dense only", SearchMode::Dense)] {
+        for (mode_name, mode) in
+            [("hybrid", SearchMode::Hybrid), ("bm25 only", SearchMode::Bm25), ("dense only", SearchMode::Dense)]
+        {
             let mut lat = Vec::with_capacity(queries);
             for _ in 0..queries {
-                let query = RetrievalQuery { text: sentence(&mut rng, 6), embedding: unit_vector(&mut rng, DIMS), filter: filter.clone(), top_k: 5 };
+                let query = RetrievalQuery {
+                    text: sentence(&mut rng, 6),
+                    embedding: unit_vector(&mut rng, DIMS),
+                    filter: filter.clone(),
+                    top_k: 5,
+                };
                 let t = Instant::now();
                 let hits = index.search(&query, mode)?;
                 lat.push(t.elapsed().as_secs_f64() * 1000.0);

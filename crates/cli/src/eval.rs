@@ -31,10 +31,12 @@ struct Question {
 }
 
 pub fn run(config: &Config, data_dir: &Path, args: EvalArgs) -> Result<i32> {
-    let text = std::fs::read_to_string(&args.questions).with_context(|| format!("could not read {}", args.questions.display()))?;
+    let text = std::fs::read_to_string(&args.questions)
+        .with_context(|| format!("could not read {}", args.questions.display()))?;
     let mut questions = Vec::new();
     for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        let q: Question = serde_json::from_str(line).with_context(|| format!("{}:{}: not a question object", args.questions.display(), i + 1))?;
+        let q: Question = serde_json::from_str(line)
+            .with_context(|| format!("{}:{}: not a question object", args.questions.display(), i + 1))?;
         questions.push(q);
     }
     if questions.is_empty() {
@@ -52,7 +54,12 @@ pub fn run(config: &Config, data_dir: &Path, args: EvalArgs) -> Result<i32> {
     for (name, mode) in modes {
         let mut hits = 0;
         for (q, v) in questions.iter().zip(&vectors) {
-            let query = RetrievalQuery { text: q.question.clone(), embedding: v.clone(), filter: AccessFilter::default(), top_k: args.k };
+            let query = RetrievalQuery {
+                text: q.question.clone(),
+                embedding: v.clone(),
+                filter: AccessFilter::default(),
+                top_k: args.k,
+            };
             let passages = index.search(&query, mode)?;
             if passages.iter().any(|p| p.source.ends_with(&q.expected)) {
                 hits += 1;

@@ -56,7 +56,12 @@ impl IngestProgress for Bar {
                 t.0 += chunks;
                 t.1 += tokens;
                 let secs = self.started.elapsed().as_secs_f64().max(1e-3);
-                self.bar.set_message(format!("{} chunks, {:.0} chunks/s, {:.0} tokens/s", t.0, t.0 as f64 / secs, t.1 as f64 / secs));
+                self.bar.set_message(format!(
+                    "{} chunks, {:.0} chunks/s, {:.0} tokens/s",
+                    t.0,
+                    t.0 as f64 / secs,
+                    t.1 as f64 / secs
+                ));
             }
             IngestEvent::FileDone { source, bytes, outcome } => {
                 self.bar.inc(bytes);
@@ -94,7 +99,8 @@ pub fn run(config: &Config, data_dir: &Path, args: IngestArgs) -> Result<i32> {
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let progress = Bar { bar, started: Instant::now(), totals: Mutex::new((0, 0)) };
-    let report = rt.block_on(perimeter_index::ingest_paths(&index, embedder.as_ref(), &args.paths, &options, &progress))?;
+    let report =
+        rt.block_on(perimeter_index::ingest_paths(&index, embedder.as_ref(), &args.paths, &options, &progress))?;
     progress.bar.finish_and_clear();
 
     let secs = report.seconds.max(1e-3);
@@ -132,7 +138,8 @@ fn delete(index: &perimeter_index::Index, tenant: &str, paths: &[PathBuf], json:
     let mut removed = Vec::new();
     for path in paths {
         let absolute = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
-        let relative = std::env::current_dir().ok().and_then(|cwd| absolute.strip_prefix(cwd).ok().map(Path::to_path_buf));
+        let relative =
+            std::env::current_dir().ok().and_then(|cwd| absolute.strip_prefix(cwd).ok().map(Path::to_path_buf));
         let wanted = relative.unwrap_or(absolute).to_string_lossy().into_owned();
         let wanted_dir = format!("{}/", wanted.trim_end_matches('/'));
         for d in all.iter().filter(|d| d.source == wanted || d.source.starts_with(&wanted_dir)) {

@@ -65,7 +65,8 @@ fn main() {
     // A panic message can carry fragments of the data being processed (a parser of untrusted
     // bytes that panicked inside a dependency, say). Report where, never what.
     std::panic::set_hook(Box::new(|info| {
-        let at = info.location().map(|l| format!("{}:{}", l.file(), l.line())).unwrap_or_else(|| "unknown location".into());
+        let at =
+            info.location().map(|l| format!("{}:{}", l.file(), l.line())).unwrap_or_else(|| "unknown location".into());
         eprintln!("panic at {at} (details withheld: they may contain document text)");
     }));
     let cli = Cli::parse();
@@ -109,7 +110,8 @@ fn run(cli: Cli) -> Result<i32> {
             if listen.ip().is_loopback() {
                 tracing::info!("no API keys exist yet, so Perimeter listens on loopback only; bind another address with --listen at your own risk");
             }
-            rt.block_on(perimeter_server::serve(state, listen)).with_context(|| format!("could not serve on {listen}"))?;
+            rt.block_on(perimeter_server::serve(state, listen))
+                .with_context(|| format!("could not serve on {listen}"))?;
             Ok(0)
         }
         Command::Ingest(args) => ingest::run(&config, &cli.data_dir, args),

@@ -9,9 +9,22 @@ use std::process::Command;
 use serde_json::Value;
 
 /// Crates that must stay pure: values in, values out.
-const PURE: &[&str] = &["perimeter-types", "perimeter-retrieval", "perimeter-core", "perimeter-provenance", "perimeter-extract"];
+const PURE: &[&str] =
+    &["perimeter-types", "perimeter-retrieval", "perimeter-core", "perimeter-provenance", "perimeter-extract"];
 /// Crates that do IO; none may appear among the pure crates' normal dependencies, directly or not.
-const IO_CRATES: &[&str] = &["tokio", "reqwest", "hyper", "axum", "tantivy", "rusqlite", "mio", "socket2", "walkdir", "llama-cpp-2", "candle-core"];
+const IO_CRATES: &[&str] = &[
+    "tokio",
+    "reqwest",
+    "hyper",
+    "axum",
+    "tantivy",
+    "rusqlite",
+    "mio",
+    "socket2",
+    "walkdir",
+    "llama-cpp-2",
+    "candle-core",
+];
 
 fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -20,13 +33,27 @@ fn repo_root() -> PathBuf {
 #[test]
 fn pure_crates_depend_on_no_io_crate() {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let out = Command::new(cargo).current_dir(repo_root()).args(["metadata", "--format-version", "1", "--offline", "--locked"]).output().unwrap();
+    let out = Command::new(cargo)
+        .current_dir(repo_root())
+        .args(["metadata", "--format-version", "1", "--offline", "--locked"])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let meta: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let names: HashMap<&str, &str> = meta["packages"].as_array().unwrap().iter().map(|p| (p["id"].as_str().unwrap(), p["name"].as_str().unwrap())).collect();
-    let nodes: HashMap<&str, &Value> = meta["resolve"]["nodes"].as_array().unwrap().iter().map(|n| (n["id"].as_str().unwrap(), n)).collect();
+    let names: HashMap<&str, &str> = meta["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["id"].as_str().unwrap(), p["name"].as_str().unwrap()))
+        .collect();
+    let nodes: HashMap<&str, &Value> =
+        meta["resolve"]["nodes"].as_array().unwrap().iter().map(|n| (n["id"].as_str().unwrap(), n)).collect();
     for pure in PURE {
-        let root = names.iter().find(|(_, n)| *n == pure).map(|(id, _)| *id).unwrap_or_else(|| panic!("{pure} not in the workspace"));
+        let root = names
+            .iter()
+            .find(|(_, n)| *n == pure)
+            .map(|(id, _)| *id)
+            .unwrap_or_else(|| panic!("{pure} not in the workspace"));
         // Walk normal (non-dev, non-build) dependencies transitively.
         let mut seen = BTreeSet::new();
         let mut stack = vec![root];
@@ -46,7 +73,16 @@ fn pure_crates_depend_on_no_io_crate() {
 
 #[test]
 fn pure_crates_do_no_io_in_their_sources() {
-    let forbidden = ["std::fs", "std::net", "std::process", "std::env::", "File::open", "TcpStream", "Instant::now", "SystemTime::now"];
+    let forbidden = [
+        "std::fs",
+        "std::net",
+        "std::process",
+        "std::env::",
+        "File::open",
+        "TcpStream",
+        "Instant::now",
+        "SystemTime::now",
+    ];
     for pure in PURE {
         let dir = repo_root().join("crates").join(pure.trim_start_matches("perimeter-")).join("src");
         for entry in walk(&dir) {

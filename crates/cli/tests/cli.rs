@@ -19,14 +19,22 @@ fn models_dir() -> PathBuf {
 
 fn perimeter(data: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_perimeter"));
-    c.current_dir(repo_root()).env("PERIMETER_MODELS_DIR", models_dir()).env("PERIMETER_LOG", "warn").arg("--data-dir").arg(data);
+    c.current_dir(repo_root())
+        .env("PERIMETER_MODELS_DIR", models_dir())
+        .env("PERIMETER_LOG", "warn")
+        .arg("--data-dir")
+        .arg(data);
     c.env_remove("PERIMETER_CONFIG");
     c
 }
 
 fn run(cmd: &mut Command) -> (i32, String, String) {
     let Output { status, stdout, stderr } = cmd.output().unwrap();
-    (status.code().unwrap_or(-1), String::from_utf8_lossy(&stdout).into_owned(), String::from_utf8_lossy(&stderr).into_owned())
+    (
+        status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&stdout).into_owned(),
+        String::from_utf8_lossy(&stderr).into_owned(),
+    )
 }
 
 fn json(stdout: &str) -> Value {
@@ -59,7 +67,13 @@ fn ingest_eval_reingest_ask_and_delete_the_sample_corpus() {
     assert_eq!((again["ingested"].as_u64(), again["unchanged"].as_u64()), (Some(0), Some(22)), "{again}");
 
     // The answer carries citations and a decision; restricted sources make a restricted request.
-    let (code, out, err) = run(perimeter(data.path()).args(["ask", "--json", "--max-tokens", "16", "Which IBAN was used for the supplier payment run?"]));
+    let (code, out, err) = run(perimeter(data.path()).args([
+        "ask",
+        "--json",
+        "--max-tokens",
+        "16",
+        "Which IBAN was used for the supplier payment run?",
+    ]));
     assert_eq!(code, 0, "{err}");
     let answer = json(&out);
     let p = &answer["perimeter"];
@@ -71,7 +85,14 @@ fn ingest_eval_reingest_ask_and_delete_the_sample_corpus() {
     assert!(p["usage"]["completion_tokens"].as_u64().unwrap() > 0);
 
     // Streaming mode prints the answer, then the numbered sources.
-    let (code, out, _) = run(perimeter(data.path()).args(["ask", "--max-tokens", "8", "--collection", "handbook", "How do I report an incident?"]));
+    let (code, out, _) = run(perimeter(data.path()).args([
+        "ask",
+        "--max-tokens",
+        "8",
+        "--collection",
+        "handbook",
+        "How do I report an incident?",
+    ]));
     assert_eq!(code, 0);
     assert!(out.contains("Sources:\n  [1] examples/corpus/internal/"), "{out}");
 
@@ -109,7 +130,13 @@ fn broken_and_unsupported_files_fail_alone() {
     let outcome = |name: &str| files.iter().find(|f| f[0].as_str().unwrap().ends_with(name)).unwrap()[1].clone();
     assert_eq!(outcome("good.md")["status"], "ingested");
     assert_eq!(outcome("picture.png")["status"], "skipped");
-    for (name, needle) in [("broken.pdf", "pdf"), ("broken.docx", "docx"), ("latin1.txt", "UTF-8"), ("empty.md", "text"), ("bad-label.md", "label")] {
+    for (name, needle) in [
+        ("broken.pdf", "pdf"),
+        ("broken.docx", "docx"),
+        ("latin1.txt", "UTF-8"),
+        ("empty.md", "text"),
+        ("bad-label.md", "label"),
+    ] {
         let o = outcome(name);
         assert_eq!(o["status"], "failed", "{name}: {o}");
         assert!(o["error"].as_str().unwrap().contains(needle), "{name}: {o}");
@@ -120,7 +147,10 @@ fn broken_and_unsupported_files_fail_alone() {
     // The human summary names the failures too.
     let (code, _, err) = run(perimeter(data.path()).arg("ingest").arg(d));
     assert_eq!(code, 1);
-    assert!(err.contains("failed:  ") && err.contains("broken.pdf") && err.contains("1 unchanged, 1 skipped, 5 failed"), "{err}");
+    assert!(
+        err.contains("failed:  ") && err.contains("broken.pdf") && err.contains("1 unchanged, 1 skipped, 5 failed"),
+        "{err}"
+    );
 
     let (code, _, err) = run(perimeter(data.path()).args(["ingest", "/definitely/not/here"]));
     assert_eq!(code, 1);
@@ -132,7 +162,8 @@ fn a_changed_file_replaces_its_chunks() {
     let data = tempfile::tempdir().unwrap();
     let docs = tempfile::tempdir().unwrap();
     let file = docs.path().join("notes.md");
-    std::fs::write(&file, "---\nlabel: restricted\ncollection: notes\n---\n# Notes\n\nThe vault code changes weekly.").unwrap();
+    std::fs::write(&file, "---\nlabel: restricted\ncollection: notes\n---\n# Notes\n\nThe vault code changes weekly.")
+        .unwrap();
     // A flag cannot lower the label the document declares.
     let (code, out, _) = run(perimeter(data.path()).args(["ingest", "--json", "--label", "public"]).arg(&file));
     assert_eq!(code, 0);
@@ -175,11 +206,21 @@ fn killing_ingestion_leaves_a_consistent_store() {
         for entry in std::fs::read_dir(&corpus).unwrap() {
             let entry = entry.unwrap();
             let text = std::fs::read_to_string(entry.path()).unwrap();
-            std::fs::write(docs.path().join(format!("{round:02}-{}", entry.file_name().to_string_lossy())), format!("{text}\n\nCopy {round}.")).unwrap();
+            std::fs::write(
+                docs.path().join(format!("{round:02}-{}", entry.file_name().to_string_lossy())),
+                format!("{text}\n\nCopy {round}."),
+            )
+            .unwrap();
             n += 1;
         }
     }
-    let mut child = perimeter(data.path()).arg("ingest").arg(docs.path()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let mut child = perimeter(data.path())
+        .arg("ingest")
+        .arg(docs.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let started = Instant::now();
     loop {
         let committed = SqliteStore::open(data.path()).ok().and_then(|s| s.counts().ok()).map(|c| c.0).unwrap_or(0);
@@ -220,7 +261,8 @@ fn killing_ingestion_leaves_a_consistent_store() {
 fn missing_or_corrupt_models_are_refused_with_a_clear_message() {
     let data = tempfile::tempdir().unwrap();
     let empty = tempfile::tempdir().unwrap();
-    let (code, _, err) = run(perimeter(data.path()).env("PERIMETER_MODELS_DIR", empty.path()).args(["ingest", "examples/corpus"]));
+    let (code, _, err) =
+        run(perimeter(data.path()).env("PERIMETER_MODELS_DIR", empty.path()).args(["ingest", "examples/corpus"]));
     assert_eq!(code, 1);
     assert!(err.contains("is missing") && err.contains("make models"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
@@ -242,11 +284,19 @@ fn missing_or_corrupt_models_are_refused_with_a_clear_message() {
     std::fs::write(&config, bytes).unwrap();
     let (code, out, _) = run(perimeter(data.path()).env("PERIMETER_MODELS_DIR", bad.path()).args(["models", "verify"]));
     assert_eq!(code, 1);
-    assert!(out.contains("all-minilm-l6-v2: FAILED") && out.contains("SHA-256") && out.contains("smollm2-135m-instruct: ok"), "{out}");
+    assert!(
+        out.contains("all-minilm-l6-v2: FAILED")
+            && out.contains("SHA-256")
+            && out.contains("smollm2-135m-instruct: ok"),
+        "{out}"
+    );
     let (code, _, err) = run(perimeter(data.path()).env("PERIMETER_MODELS_DIR", bad.path()).args(["ask", "hello"]));
     assert_eq!(code, 1);
     assert!(err.contains("failed verification"), "{err}");
-    assert!(!data.path().join("store.sqlite3").exists() || SqliteStore::open(data.path()).unwrap().counts().unwrap() == (0, 0));
+    assert!(
+        !data.path().join("store.sqlite3").exists()
+            || SqliteStore::open(data.path()).unwrap().counts().unwrap() == (0, 0)
+    );
 
     let (code, out, _) = run(perimeter(data.path()).args(["models", "verify"]));
     assert_eq!(code, 0, "{out}");
@@ -282,7 +332,11 @@ fn serve_answers_over_http_and_stops_cleanly() {
     let (code, _, _) = run(perimeter(data.path()).args(["ingest", "examples/corpus/public"]));
     assert_eq!(code, 0);
     let port = free_port();
-    let mut server = perimeter(data.path()).args(["serve", "--listen", &format!("127.0.0.1:{port}")]).stderr(Stdio::piped()).spawn().unwrap();
+    let mut server = perimeter(data.path())
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let base = format!("http://127.0.0.1:{port}");
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {

@@ -130,6 +130,7 @@ struct RawGeneration {
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 
 impl Default for Config {
+    #[expect(clippy::manual_unwrap_or_default, reason = "unwrap_or_default would call this function again")]
     fn default() -> Self {
         // The defaults are valid by construction; `validate` of an empty file yields them.
         match Config::parse("", "<defaults>") {
@@ -143,7 +144,11 @@ impl Default for Config {
 fn unreachable_defaults() -> Config {
     Config {
         server: Server { listen: SocketAddr::from(([127, 0, 0, 1], 8080)), max_body_bytes: 8 << 20 },
-        models: Models { dir: PathBuf::from("models"), embedding: "all-minilm-l6-v2".into(), chat: "smollm2-135m-instruct".into() },
+        models: Models {
+            dir: PathBuf::from("models"),
+            embedding: "all-minilm-l6-v2".into(),
+            chat: "smollm2-135m-instruct".into(),
+        },
         runtime: Runtime { threads: 2, context_tokens: 4096, queue_depth: 64, gpu_layers: 0 },
         retrieval: Retrieval { top_k: 5, max_source_chars: 6000 },
         ingest: Ingest { chunk_tokens: 200, chunk_overlap: 40 },
@@ -154,14 +159,16 @@ fn unreachable_defaults() -> Config {
 impl Config {
     /// Parses and validates configuration text; `path` names it in errors.
     pub fn parse(text: &str, path: &str) -> Result<Self, ConfigError> {
-        let raw: Raw = toml::from_str(text).map_err(|e| ConfigError::Parse { path: path.to_string(), reason: e.to_string() })?;
+        let raw: Raw =
+            toml::from_str(text).map_err(|e| ConfigError::Parse { path: path.to_string(), reason: e.to_string() })?;
         raw.validate(path)
     }
 
     /// Reads and validates a configuration file.
     pub fn load(path: &std::path::Path) -> Result<Self, ConfigError> {
         let name = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Parse { path: name.clone(), reason: e.to_string() })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::Parse { path: name.clone(), reason: e.to_string() })?;
         Self::parse(&text, &name)
     }
 }
@@ -171,8 +178,9 @@ impl Raw {
         let invalid = |key: &'static str, reason: String| ConfigError::Invalid { path: path.to_string(), key, reason };
         let server = self.server.unwrap_or_default();
         let listen_text = server.listen.unwrap_or_else(|| DEFAULT_LISTEN.to_string());
-        let listen: SocketAddr =
-            listen_text.parse().map_err(|_| invalid("server.listen", format!("{listen_text:?} is not an address like 127.0.0.1:8080")))?;
+        let listen: SocketAddr = listen_text
+            .parse()
+            .map_err(|_| invalid("server.listen", format!("{listen_text:?} is not an address like 127.0.0.1:8080")))?;
         let max_body_bytes = server.max_body_bytes.unwrap_or(8 << 20);
         if max_body_bytes < 1024 {
             return Err(invalid("server.max_body_bytes", "must be at least 1024".into()));
@@ -223,7 +231,10 @@ impl Raw {
         let max_tokens_limit = g.max_tokens_limit.unwrap_or(2048);
         let max_tokens = g.max_tokens.unwrap_or(256);
         if max_tokens == 0 || max_tokens > max_tokens_limit {
-            return Err(invalid("generation.max_tokens", format!("must be between 1 and generation.max_tokens_limit ({max_tokens_limit})")));
+            return Err(invalid(
+                "generation.max_tokens",
+                format!("must be between 1 and generation.max_tokens_limit ({max_tokens_limit})"),
+            ));
         }
 
         Ok(Config {
@@ -243,7 +254,7 @@ mod tests {
 
     #[test]
     fn empty_file_gives_the_embedded_defaults() {
-        let c = Config::parse("", "t.toml").unwrap_or_else(|e| panic!("{e}"));
+        let c = Config::parse("", "t.toml").unwrap();
         assert_eq!(c.server.listen.to_string(), DEFAULT_LISTEN);
         assert_eq!(c.models.embedding, "all-minilm-l6-v2");
         assert_eq!(c.retrieval.top_k, 5);

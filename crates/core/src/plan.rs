@@ -59,15 +59,8 @@ pub struct Plan {
 /// text never leaves the process.
 pub fn plan(classification: &Classification, embedded_backend: &str) -> Plan {
     let mut reasons = classification.reasons.clone();
-    reasons.push(format!(
-        "backend {embedded_backend}: embedded model, data stays in-process; allowed at every level"
-    ));
-    Plan {
-        level: classification.level,
-        decision: Decision::Route,
-        backend: embedded_backend.to_string(),
-        reasons,
-    }
+    reasons.push(format!("backend {embedded_backend}: embedded model, data stays in-process; allowed at every level"));
+    Plan { level: classification.level, decision: Decision::Route, backend: embedded_backend.to_string(), reasons }
 }
 
 #[cfg(test)]

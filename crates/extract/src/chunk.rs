@@ -61,27 +61,16 @@ pub fn chunk(text: &str, spec: &ChunkSpec, count_tokens: &dyn Fn(&str) -> usize)
             heading: kind == Kind::Heading,
         });
     }
-    Packer {
-        text,
-        spec,
-        count_tokens,
-        sections,
-        queue,
-        current: Vec::new(),
-        current_tokens: 0,
-        chunks: Vec::new(),
-    }
-    .run()
+    Packer { text, spec, count_tokens, sections, queue, current: Vec::new(), current_tokens: 0, chunks: Vec::new() }
+        .run()
 }
 
 /// The text of the first level-1 markdown heading, outside code blocks.
 pub(crate) fn first_h1(text: &str) -> Option<String> {
-    parse_blocks(text)
-        .into_iter()
-        .find_map(|block| match block.kind {
-            BlockKind::Heading { level: 1, title } if !title.is_empty() => Some(title),
-            _ => None,
-        })
+    parse_blocks(text).into_iter().find_map(|block| match block.kind {
+        BlockKind::Heading { level: 1, title } if !title.is_empty() => Some(title),
+        _ => None,
+    })
 }
 
 struct Block {
@@ -124,12 +113,7 @@ fn parse_blocks(text: &str) -> Vec<Block> {
             continue;
         }
         if let Some((level, title)) = atx_heading(current) {
-            blocks.extend(trimmed(
-                text,
-                lines[i].0,
-                lines[i].1,
-                BlockKind::Heading { level, title },
-            ));
+            blocks.extend(trimmed(text, lines[i].0, lines[i].1, BlockKind::Heading { level, title }));
             i += 1;
             continue;
         }
@@ -145,12 +129,7 @@ fn parse_blocks(text: &str) -> Vec<Block> {
             }
             next += 1;
         }
-        blocks.extend(trimmed(
-            text,
-            lines[i].0,
-            lines[next - 1].1,
-            BlockKind::Text,
-        ));
+        blocks.extend(trimmed(text, lines[i].0, lines[next - 1].1, BlockKind::Text));
         i = next;
     }
     blocks
@@ -237,24 +216,15 @@ fn is_list_item(line: &str) -> bool {
     if let Some(rest) = trimmed.strip_prefix(['-', '*', '+']) {
         return rest.starts_with([' ', '\t']);
     }
-    let digits = trimmed.len()
-        - trimmed
-            .trim_start_matches(|c: char| c.is_ascii_digit())
-            .len();
+    let digits = trimmed.len() - trimmed.trim_start_matches(|c: char| c.is_ascii_digit()).len();
     if !(1..=9).contains(&digits) {
         return false;
     }
-    trimmed[digits..]
-        .strip_prefix(['.', ')'])
-        .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t']))
+    trimmed[digits..].strip_prefix(['.', ')']).is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t']))
 }
 
 fn heading_path(path: &[(usize, String)]) -> Option<String> {
-    let titles: Vec<&str> = path
-        .iter()
-        .map(|(_, title)| title.as_str())
-        .filter(|t| !t.is_empty())
-        .collect();
+    let titles: Vec<&str> = path.iter().map(|(_, title)| title.as_str()).filter(|t| !t.is_empty()).collect();
     (!titles.is_empty()).then(|| titles.join(" > "))
 }
 
@@ -300,9 +270,7 @@ impl Overlap {
     /// Takes a unit if it fits. Headings are never repeated, and overlap must start after the
     /// emitted chunk did, or chunks would not advance.
     fn take(&mut self, unit: &Unit) -> bool {
-        let fits = !unit.heading
-            && unit.start > self.chunk_start
-            && self.tokens + unit.tokens <= self.budget;
+        let fits = !unit.heading && unit.start > self.chunk_start && self.tokens + unit.tokens <= self.budget;
         if fits {
             self.tokens += unit.tokens;
             self.picked.push(*unit);
@@ -431,17 +399,8 @@ impl Packer<'_> {
     }
 
     fn emit(&mut self, start: usize, end: usize, token_count: usize) {
-        let heading = self
-            .current
-            .first()
-            .and_then(|e| self.sections.get(e.unit.section).cloned().flatten());
-        self.chunks.push(Chunk {
-            text: self.text[start..end].to_owned(),
-            heading,
-            start,
-            end,
-            token_count,
-        });
+        let heading = self.current.first().and_then(|e| self.sections.get(e.unit.section).cloned().flatten());
+        self.chunks.push(Chunk { text: self.text[start..end].to_owned(), heading, start, end, token_count });
     }
 
     /// Replaces the emitted chunk with the units at its end that fit the overlap budget,
@@ -457,10 +416,7 @@ impl Packer<'_> {
             return;
         }
         let mut overlap = Overlap {
-            budget: self
-                .spec
-                .overlap_tokens
-                .min(self.spec.max_tokens.saturating_sub(next.tokens)),
+            budget: self.spec.overlap_tokens.min(self.spec.max_tokens.saturating_sub(next.tokens)),
             chunk_start: first.unit.start,
             tokens: 0,
             picked: Vec::new(),
@@ -523,10 +479,7 @@ impl Packer<'_> {
         for &cut in cuts {
             let (start, end) = (unit.start, unit.end);
             let (ranges, kind) = match cut {
-                Cut::Sentences => (
-                    split_sentences(self.text, start, end, false),
-                    Kind::Sentence,
-                ),
+                Cut::Sentences => (split_sentences(self.text, start, end, false), Kind::Sentence),
                 Cut::Lines => (split_sentences(self.text, start, end, true), Kind::Sentence),
                 Cut::Words => (split_words(self.text, start, end), Kind::Word),
                 Cut::Halves => (split_halves(self.text, start, end), Kind::Fragment),
@@ -572,10 +525,7 @@ fn split_sentences(text: &str, start: usize, end: usize, lines_only: bool) -> Ve
         let cut = match c {
             '\n' => Some(i),
             _ if lines_only => None,
-            '.' | '?' | '!' => chars
-                .peek()
-                .filter(|(_, next)| next.is_whitespace())
-                .map(|_| i + c.len_utf8()),
+            '.' | '?' | '!' => chars.peek().filter(|(_, next)| next.is_whitespace()).map(|_| i + c.len_utf8()),
             '。' | '？' | '！' => Some(i + c.len_utf8()),
             _ => None,
         };
@@ -631,54 +581,28 @@ mod tests {
     }
 
     fn spec(max_tokens: usize, overlap_tokens: usize) -> ChunkSpec {
-        ChunkSpec {
-            max_tokens,
-            overlap_tokens,
-        }
+        ChunkSpec { max_tokens, overlap_tokens }
     }
 
     /// The invariants every chunking must satisfy, whatever the input.
-    fn check_invariants(
-        text: &str,
-        spec: &ChunkSpec,
-        count: &dyn Fn(&str) -> usize,
-        chunks: &[Chunk],
-    ) {
+    fn check_invariants(text: &str, spec: &ChunkSpec, count: &dyn Fn(&str) -> usize, chunks: &[Chunk]) {
         let mut covered = vec![false; text.len()];
         let mut previous: Option<&Chunk> = None;
         for chunk in chunks {
-            assert_eq!(
-                text.get(chunk.start..chunk.end),
-                Some(chunk.text.as_str()),
-                "{chunk:?}"
-            );
+            assert_eq!(text.get(chunk.start..chunk.end), Some(chunk.text.as_str()), "{chunk:?}");
             assert!(!chunk.text.trim().is_empty(), "{chunk:?}");
             assert_eq!(chunk.token_count, count(&chunk.text), "{chunk:?}");
             let single_char = chunk.text.chars().count() == 1;
-            assert!(
-                chunk.token_count <= spec.max_tokens || single_char,
-                "{spec:?} {chunk:?}"
-            );
+            assert!(chunk.token_count <= spec.max_tokens || single_char, "{spec:?} {chunk:?}");
             if let Some(previous) = previous {
-                assert!(
-                    chunk.start > previous.start,
-                    "order: {previous:?} then {chunk:?}"
-                );
-                assert!(
-                    chunk.end > previous.end,
-                    "order: {previous:?} then {chunk:?}"
-                );
+                assert!(chunk.start > previous.start, "order: {previous:?} then {chunk:?}");
+                assert!(chunk.end > previous.end, "order: {previous:?} then {chunk:?}");
             }
-            covered[chunk.start..chunk.end]
-                .iter_mut()
-                .for_each(|c| *c = true);
+            covered[chunk.start..chunk.end].iter_mut().for_each(|c| *c = true);
             previous = Some(chunk);
         }
         for (i, c) in text.char_indices() {
-            assert!(
-                c.is_whitespace() || covered[i],
-                "byte {i} ({c:?}) not covered"
-            );
+            assert!(c.is_whitespace() || covered[i], "byte {i} ({c:?}) not covered");
         }
     }
 
@@ -696,10 +620,7 @@ mod tests {
             .map(|b| b.end)
             .collect();
         for chunk in chunks {
-            assert!(
-                !heading_ends.contains(&chunk.end),
-                "dangling heading: {chunk:?}"
-            );
+            assert!(!heading_ends.contains(&chunk.end), "dangling heading: {chunk:?}");
         }
     }
 
@@ -724,32 +645,14 @@ mod tests {
     fn heading_paths_follow_the_outline() {
         let chunks = run(HANDBOOK, &spec(13, 0));
         assert_no_dangling_headings(HANDBOOK, &chunks);
-        let got: Vec<(Option<&str>, &str)> = chunks
-            .iter()
-            .map(|c| (c.heading.as_deref(), c.text.as_str()))
-            .collect();
+        let got: Vec<(Option<&str>, &str)> = chunks.iter().map(|c| (c.heading.as_deref(), c.text.as_str())).collect();
         let expected = vec![
             (None, "Preamble before any heading."),
-            (
-                Some("Annual leave"),
-                "# Annual leave\n\nStaff receive 25 days. Leave is booked in the portal.",
-            ),
-            (
-                Some("Annual leave > Carry-over"),
-                "## Carry-over\n\nUp to five days carry over. The rest is lost.",
-            ),
-            (
-                Some("Annual leave > Carry-over"),
-                "- Ask your manager first.\n- Record it in the portal.",
-            ),
-            (
-                Some("Annual leave > Carry-over > Exceptions"),
-                "### Exceptions ###\n\nParental leave is separate.",
-            ),
-            (
-                Some("Annual leave > Sickness"),
-                "## Sickness\n\n```text\n# not a heading\ncall in by 9am\n```",
-            ),
+            (Some("Annual leave"), "# Annual leave\n\nStaff receive 25 days. Leave is booked in the portal."),
+            (Some("Annual leave > Carry-over"), "## Carry-over\n\nUp to five days carry over. The rest is lost."),
+            (Some("Annual leave > Carry-over"), "- Ask your manager first.\n- Record it in the portal."),
+            (Some("Annual leave > Carry-over > Exceptions"), "### Exceptions ###\n\nParental leave is separate."),
+            (Some("Annual leave > Sickness"), "## Sickness\n\n```text\n# not a heading\ncall in by 9am\n```"),
             (Some("Expenses"), "# Expenses\nReceipts are required."),
         ];
         assert_eq!(got, expected);
@@ -776,10 +679,7 @@ mod tests {
         let chunks = run(HANDBOOK, &spec(1000, 50));
         assert_eq!(chunks.len(), 6);
         assert!(chunks.iter().skip(1).all(|c| c.text.starts_with('#')));
-        assert_eq!(
-            chunks[2].heading.as_deref(),
-            Some("Annual leave > Carry-over")
-        );
+        assert_eq!(chunks[2].heading.as_deref(), Some("Annual leave > Carry-over"));
     }
 
     #[test]
@@ -793,27 +693,18 @@ mod tests {
 
     #[test]
     fn long_paragraphs_split_at_sentences_with_overlap() {
-        let sentences: Vec<String> = (0..30)
-            .map(|i| format!("Sentence number {i} has exactly seven words."))
-            .collect();
+        let sentences: Vec<String> = (0..30).map(|i| format!("Sentence number {i} has exactly seven words.")).collect();
         let text = format!("# Policy\n\n{}", sentences.join(" "));
         let chunks = run(&text, &spec(40, 10));
         assert!(chunks.len() > 5, "{chunks:#?}");
         assert_no_dangling_headings(&text, &chunks);
         for pair in chunks.windows(2) {
-            assert!(
-                pair[1].start < pair[0].end,
-                "no overlap: {:?} / {:?}",
-                pair[0],
-                pair[1]
-            );
+            assert!(pair[1].start < pair[0].end, "no overlap: {:?} / {:?}", pair[0], pair[1]);
             // Overlap and cuts fall on sentence boundaries.
             assert!(pair[1].text.starts_with("Sentence"), "{:?}", pair[1].text);
             assert!(pair[0].text.ends_with('.'), "{:?}", pair[0].text);
         }
-        assert!(chunks
-            .iter()
-            .all(|c| c.heading.as_deref() == Some("Policy")));
+        assert!(chunks.iter().all(|c| c.heading.as_deref() == Some("Policy")));
         assert!(chunks[0].text.starts_with("# Policy\n\nSentence number 0"));
     }
 
@@ -822,10 +713,7 @@ mod tests {
         let sentences = "One two three four. ".repeat(20);
         let text = format!("# A\n\n{sentences}\n\n# B\n\n{sentences}");
         for chunks in [run(&text, &spec(10, 0)), run(&text, &spec(10, 4))] {
-            let boundary = chunks
-                .iter()
-                .position(|c| c.text.starts_with("# B"))
-                .unwrap();
+            let boundary = chunks.iter().position(|c| c.text.starts_with("# B")).unwrap();
             assert!(chunks[boundary].start >= chunks[boundary - 1].end);
         }
         let chunks = run(&text, &spec(10, 0));
@@ -840,10 +728,7 @@ mod tests {
         assert!(chunks.iter().any(|c| c.text == code), "{chunks:#?}");
         // Too large for the budget: cut at lines, never mid-line.
         let chunks = run(&text, &spec(3, 0));
-        assert!(
-            chunks.iter().any(|c| c.text == "fn main() {"),
-            "{chunks:#?}"
-        );
+        assert!(chunks.iter().any(|c| c.text == "fn main() {"), "{chunks:#?}");
     }
 
     #[test]
@@ -858,13 +743,8 @@ mod tests {
         let giant = "日本語".repeat(100);
         let chars = |s: &str| s.chars().count();
         let chunks = chunk(&giant, &spec(7, 0), &chars);
-        assert!(chunks
-            .iter()
-            .all(|c| c.token_count <= 7 && giant.get(c.start..c.end) == Some(&c.text)));
-        assert_eq!(
-            chunks.iter().map(|c| c.end - c.start).sum::<usize>(),
-            giant.len()
-        );
+        assert!(chunks.iter().all(|c| c.token_count <= 7 && giant.get(c.start..c.end) == Some(&c.text)));
+        assert_eq!(chunks.iter().map(|c| c.end - c.start).sum::<usize>(), giant.len());
         // A budget no character fits: one character per chunk, never a broken one.
         let chunks = chunk("日本", &spec(0, 0), &chars);
         let texts: Vec<&str> = chunks.iter().map(|c| c.text.as_str()).collect();
@@ -883,10 +763,7 @@ mod tests {
         // Counts every newline as a token too: blocks summed separately undercount the joined
         // chunk, which must still fit.
         let count = |s: &str| words(s) + s.matches('\n').count();
-        let text = (0..40)
-            .map(|i| format!("para {i} words"))
-            .collect::<Vec<_>>()
-            .join("\n\n");
+        let text = (0..40).map(|i| format!("para {i} words")).collect::<Vec<_>>().join("\n\n");
         let chunks = chunk(&text, &spec(10, 3), &count);
         assert!(chunks.len() > 3);
         for c in &chunks {
@@ -912,12 +789,7 @@ mod tests {
         };
         let chunks = chunk(&text, &spec(60, 15), &count);
         assert!(chunks.len() > 50);
-        assert!(
-            seen.get() < text.len() * 6,
-            "{} bytes counted for {}",
-            seen.get(),
-            text.len()
-        );
+        assert!(seen.get() < text.len() * 6, "{} bytes counted for {}", seen.get(), text.len());
     }
 
     #[test]
@@ -960,9 +832,7 @@ mod tests {
         ];
         for round in 0..300 {
             let len = (next() % 120) as usize;
-            let text: String = (0..len)
-                .map(|_| PIECES[(next() % PIECES.len() as u64) as usize])
-                .collect();
+            let text: String = (0..len).map(|_| PIECES[(next() % PIECES.len() as u64) as usize]).collect();
             let s = spec((round % 13) + 1, (next() % 6) as usize);
             run(&text, &s);
             // A counter that sees separators too, so that summed estimates undercount.
@@ -973,10 +843,7 @@ mod tests {
 
     #[test]
     fn first_h1_skips_code_and_lower_levels() {
-        assert_eq!(
-            first_h1("## Two\n```\n# code\n```\n#  One  #\n# Later"),
-            Some("One".into())
-        );
+        assert_eq!(first_h1("## Two\n```\n# code\n```\n#  One  #\n# Later"), Some("One".into()));
         assert_eq!(first_h1("#NoSpace\n    # indented code"), None);
         assert_eq!(first_h1("#\n# \n# Real"), Some("Real".into()));
     }
@@ -995,20 +862,11 @@ mod tests {
         ];
         for (line, expected) in cases {
             let got = atx_heading(line);
-            assert_eq!(
-                got.as_ref().map(|(l, t)| (*l, t.as_str())),
-                expected,
-                "{line:?}"
-            );
+            assert_eq!(got.as_ref().map(|(l, t)| (*l, t.as_str())), expected, "{line:?}");
         }
-        for (line, expected) in [
-            ("- a", true),
-            ("* a", true),
-            ("12. a", true),
-            ("3) a", true),
-            ("-5", false),
-            ("1.5 m", false),
-        ] {
+        for (line, expected) in
+            [("- a", true), ("* a", true), ("12. a", true), ("3) a", true), ("-5", false), ("1.5 m", false)]
+        {
             assert_eq!(is_list_item(line), expected, "{line:?}");
         }
     }

@@ -20,14 +20,10 @@ pub(crate) const MAX_MEMBER_BYTES: usize = 64 * 1024 * 1024;
 /// Extracts the body text, with the core-properties title (or the first title-level heading).
 pub(crate) fn extract(bytes: &[u8]) -> Result<Extracted, ExtractError> {
     let mut archive = ZipArchive::new(Cursor::new(bytes)).map_err(|_| not_a_zip(bytes))?;
-    let document = read_member(&mut archive, "word/document.xml")?
-        .ok_or_else(|| malformed("no word/document.xml"))?;
+    let document = read_member(&mut archive, "word/document.xml")?.ok_or_else(|| malformed("no word/document.xml"))?;
     // Style names are optional; a broken styles part only costs us heading detection.
-    let styles = read_member(&mut archive, "word/styles.xml")?
-        .map(|xml| heading_styles(&xml))
-        .unwrap_or_default();
-    let core_title =
-        read_member(&mut archive, "docProps/core.xml")?.and_then(|xml| core_title(&xml));
+    let styles = read_member(&mut archive, "word/styles.xml")?.map(|xml| heading_styles(&xml)).unwrap_or_default();
+    let core_title = read_member(&mut archive, "docProps/core.xml")?.and_then(|xml| core_title(&xml));
     let body = body_text(&document, &styles)?;
     Ok(Extracted {
         text: body.text,
@@ -38,24 +34,15 @@ pub(crate) fn extract(bytes: &[u8]) -> Result<Extracted, ExtractError> {
 }
 
 fn malformed(reason: &str) -> ExtractError {
-    ExtractError::Malformed {
-        format: "docx",
-        reason: reason.to_owned(),
-    }
+    ExtractError::Malformed { format: "docx", reason: reason.to_owned() }
 }
 
 /// Password-protected Office files are not zips but OLE compound files holding an
 /// `EncryptedPackage` stream; tell that apart from plain garbage (or a legacy `.doc`).
 fn not_a_zip(bytes: &[u8]) -> ExtractError {
     const OLE_MAGIC: &[u8] = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1";
-    let encrypted_package: Vec<u8> = "EncryptedPackage"
-        .encode_utf16()
-        .flat_map(u16::to_le_bytes)
-        .collect();
-    if bytes.starts_with(OLE_MAGIC)
-        && bytes
-            .windows(encrypted_package.len())
-            .any(|w| w == encrypted_package.as_slice())
+    let encrypted_package: Vec<u8> = "EncryptedPackage".encode_utf16().flat_map(u16::to_le_bytes).collect();
+    if bytes.starts_with(OLE_MAGIC) && bytes.windows(encrypted_package.len()).any(|w| w == encrypted_package.as_slice())
     {
         return ExtractError::Encrypted;
     }
@@ -63,36 +50,27 @@ fn not_a_zip(bytes: &[u8]) -> ExtractError {
 }
 
 /// Reads one member in full, refusing members (declared or actual) over [`MAX_MEMBER_BYTES`].
-fn read_member(
-    archive: &mut ZipArchive<Cursor<&[u8]>>,
-    name: &str,
-) -> Result<Option<Vec<u8>>, ExtractError> {
+fn read_member(archive: &mut ZipArchive<Cursor<&[u8]>>, name: &str) -> Result<Option<Vec<u8>>, ExtractError> {
     let file = match archive.by_name(name) {
         Ok(file) => file,
         Err(ZipError::FileNotFound) => return Ok(None),
-        Err(
-            ZipError::UnsupportedArchive(ZipError::PASSWORD_REQUIRED) | ZipError::InvalidPassword,
-        ) => return Err(ExtractError::Encrypted),
+        Err(ZipError::UnsupportedArchive(ZipError::PASSWORD_REQUIRED) | ZipError::InvalidPassword) => {
+            return Err(ExtractError::Encrypted)
+        }
         Err(_) => return Err(malformed("the zip archive could not be read")),
     };
     if file.encrypted() {
         return Err(ExtractError::Encrypted);
     }
-    let too_large = ExtractError::TooLarge {
-        limit: MAX_MEMBER_BYTES,
-    };
+    let too_large = ExtractError::TooLarge { limit: MAX_MEMBER_BYTES };
     let declared = usize::try_from(file.size()).map_err(|_| too_large.clone())?;
     if declared > MAX_MEMBER_BYTES {
         return Err(too_large);
     }
     // The declared size can lie, so the read itself is capped too.
     let mut data = Vec::with_capacity(declared.min(8 * 1024 * 1024));
-    let cap = u64::try_from(MAX_MEMBER_BYTES)
-        .unwrap_or(u64::MAX)
-        .saturating_add(1);
-    file.take(cap)
-        .read_to_end(&mut data)
-        .map_err(|_| malformed("a zip member could not be decompressed"))?;
+    let cap = u64::try_from(MAX_MEMBER_BYTES).unwrap_or(u64::MAX).saturating_add(1);
+    file.take(cap).read_to_end(&mut data).map_err(|_| malformed("a zip member could not be decompressed"))?;
     if data.len() > MAX_MEMBER_BYTES {
         return Err(too_large);
     }
@@ -126,9 +104,7 @@ fn body_text(xml: &[u8], styles: &HashMap<String, usize>) -> Result<Body, Extrac
     // appear twice) and the source of tracked moves.
     let mut skip_depth = 0usize;
     loop {
-        let event = reader
-            .read_event()
-            .map_err(|_| malformed("word/document.xml is not well-formed XML"))?;
+        let event = reader.read_event().map_err(|_| malformed("word/document.xml is not well-formed XML"))?;
         match event {
             Event::Start(ref e) | Event::Empty(ref e) => {
                 let empty = matches!(event, Event::Empty(_));
@@ -186,15 +162,11 @@ fn body_text(xml: &[u8], styles: &HashMap<String, usize>) -> Result<Body, Extrac
                 }
             }
             Event::Text(ref t) if in_text && skip_depth == 0 => {
-                let text = t
-                    .decode()
-                    .map_err(|_| malformed("text is not valid UTF-8"))?;
+                let text = t.decode().map_err(|_| malformed("text is not valid UTF-8"))?;
                 push(&mut paragraphs, run_hidden, &text);
             }
             Event::CData(ref t) if in_text && skip_depth == 0 => {
-                let text = t
-                    .decode()
-                    .map_err(|_| malformed("text is not valid UTF-8"))?;
+                let text = t.decode().map_err(|_| malformed("text is not valid UTF-8"))?;
                 push(&mut paragraphs, run_hidden, &text);
             }
             Event::GeneralRef(ref r) if in_text && skip_depth == 0 => {
@@ -210,10 +182,7 @@ fn body_text(xml: &[u8], styles: &HashMap<String, usize>) -> Result<Body, Extrac
     while let Some(paragraph) = paragraphs.pop() {
         emit(&mut out, &mut first_title, paragraph);
     }
-    Ok(Body {
-        text: out,
-        first_title,
-    })
+    Ok(Body { text: out, first_title })
 }
 
 fn push(paragraphs: &mut [Paragraph], hidden: bool, text: &str) {
@@ -267,10 +236,7 @@ fn resolve_reference(r: &BytesRef<'_>) -> Option<char> {
 /// The heading level of a paragraph style: built-in ids (`Heading1`, `Title`) or, through
 /// `styles.xml`, styles named `heading N` or `Title` (ids are localised, names are not).
 fn heading_level(style_id: &str, styles: &HashMap<String, usize>) -> Option<usize> {
-    styles
-        .get(style_id)
-        .copied()
-        .or_else(|| builtin_level(style_id))
+    styles.get(style_id).copied().or_else(|| builtin_level(style_id))
 }
 
 fn builtin_level(name: &str) -> Option<usize> {
@@ -297,10 +263,7 @@ fn heading_styles(xml: &[u8]) -> HashMap<String, usize> {
                     .and_then(|a| a.unescape_value().ok().map(|v| v.into_owned()));
             }
             Ok(Event::Empty(ref e)) if e.local_name().as_ref() == b"name" => {
-                if let (Some(id), Some(level)) = (
-                    current_id.as_ref(),
-                    val(e).as_deref().and_then(builtin_level),
-                ) {
+                if let (Some(id), Some(level)) = (current_id.as_ref(), val(e).as_deref().and_then(builtin_level)) {
                     styles.insert(id.clone(), level);
                 }
             }
@@ -347,9 +310,7 @@ mod tests {
     fn zip(members: &[(&str, &str)]) -> Vec<u8> {
         let mut writer = ZipWriter::new(Cursor::new(Vec::new()));
         for (name, content) in members {
-            writer
-                .start_file(*name, SimpleFileOptions::default())
-                .unwrap();
+            writer.start_file(*name, SimpleFileOptions::default()).unwrap();
             writer.write_all(content.as_bytes()).unwrap();
         }
         writer.finish().unwrap().into_inner()
@@ -362,9 +323,7 @@ mod tests {
     }
 
     fn para(style: Option<&str>, runs: &str) -> String {
-        let props = style
-            .map(|s| format!(r#"<w:pPr><w:pStyle w:val="{s}"/></w:pPr>"#))
-            .unwrap_or_default();
+        let props = style.map(|s| format!(r#"<w:pPr><w:pStyle w:val="{s}"/></w:pPr>"#)).unwrap_or_default();
         format!("<w:p>{props}{runs}</w:p>")
     }
 
@@ -412,16 +371,10 @@ mod tests {
         ]
         .concat();
         let core = r#"<cp:coreProperties xmlns:cp="c" xmlns:dc="http://purl.org/dc/elements/1.1/"><dc:title> Core &amp; title </dc:title></cp:coreProperties>"#;
-        let bytes = zip(&[
-            ("word/document.xml", &document(&body)),
-            ("word/styles.xml", &styles),
-            ("docProps/core.xml", core),
-        ]);
+        let bytes =
+            zip(&[("word/document.xml", &document(&body)), ("word/styles.xml", &styles), ("docProps/core.xml", core)]);
         let extracted = extract(&bytes).unwrap();
-        assert_eq!(
-            extracted.text,
-            "## Urlaub\n\n- item\n\nseen too\n\ninner\n\nbox:\n\nkept"
-        );
+        assert_eq!(extracted.text, "## Urlaub\n\n- item\n\nseen too\n\ninner\n\nbox:\n\nkept");
         assert_eq!(extracted.title.as_deref(), Some("Core & title"));
     }
 
@@ -435,17 +388,11 @@ mod tests {
             (b"PK\x03\x04garbage", "not a zip archive"),
         ];
         for (bytes, reason) in cases {
-            let expected = Err(ExtractError::Malformed {
-                format: "docx",
-                reason: reason.into(),
-            });
+            let expected = Err(ExtractError::Malformed { format: "docx", reason: reason.into() });
             assert_eq!(extract(bytes), expected);
         }
         let bad_xml = zip(&[("word/document.xml", "<w:document><w:body><w:p></w:body>")]);
-        assert!(matches!(
-            extract(&bad_xml),
-            Err(ExtractError::Malformed { format: "docx", .. })
-        ));
+        assert!(matches!(extract(&bad_xml), Err(ExtractError::Malformed { format: "docx", .. })));
         let mut truncated = zip(&[("word/document.xml", &document(&para(None, &run("x"))))]);
         truncated.truncate(truncated.len() / 2);
         assert!(extract(&truncated).is_err());
@@ -471,11 +418,6 @@ mod tests {
         }
         let bytes = writer.finish().unwrap().into_inner();
         assert!(bytes.len() < MAX_MEMBER_BYTES / 100);
-        assert_eq!(
-            extract(&bytes),
-            Err(ExtractError::TooLarge {
-                limit: MAX_MEMBER_BYTES
-            })
-        );
+        assert_eq!(extract(&bytes), Err(ExtractError::TooLarge { limit: MAX_MEMBER_BYTES }));
     }
 }

@@ -29,11 +29,7 @@ pub(crate) fn split(text: &str) -> Result<(FrontMatter, &str), ExtractError> {
             continue;
         };
         let key = key.trim();
-        if key.is_empty()
-            || !key
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-        {
+        if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
             continue;
         }
         let value = scalar(value);
@@ -47,11 +43,7 @@ pub(crate) fn split(text: &str) -> Result<(FrontMatter, &str), ExtractError> {
             items.push(item);
             lines.next();
         }
-        let value = if items.is_empty() {
-            Value::Scalar(value)
-        } else {
-            Value::List(items)
-        };
+        let value = if items.is_empty() { Value::Scalar(value) } else { Value::List(items) };
         sink.set(key, value)?;
     }
     Ok((sink.finish(), body))
@@ -71,10 +63,7 @@ pub(crate) struct MetaSink {
 
 impl MetaSink {
     pub(crate) fn new(format: &'static str) -> MetaSink {
-        MetaSink {
-            format,
-            meta: FrontMatter::default(),
-        }
+        MetaSink { format, meta: FrontMatter::default() }
     }
 
     /// Records one key. Unknown keys are ignored; a key given twice is an error because a
@@ -99,8 +88,7 @@ impl MetaSink {
             ("label", Value::Scalar(value)) => {
                 let level = value.parse::<Level>().map_err(|_| {
                     self.malformed(
-                        "label: unknown level (expected public, internal, confidential or restricted)"
-                            .to_owned(),
+                        "label: unknown level (expected public, internal, confidential or restricted)".to_owned(),
                     )
                 })?;
                 self.meta.label = Some(level);
@@ -117,10 +105,7 @@ impl MetaSink {
     }
 
     fn malformed(&self, reason: String) -> ExtractError {
-        ExtractError::Malformed {
-            format: self.format,
-            reason,
-        }
+        ExtractError::Malformed { format: self.format, reason }
     }
 }
 
@@ -164,10 +149,7 @@ fn list_item(line: &str) -> Option<String> {
 fn scalar(raw: &str) -> String {
     let value = raw.trim();
     for quote in ['"', '\''] {
-        if let Some(inner) = value
-            .strip_prefix(quote)
-            .and_then(|v| v.strip_suffix(quote))
-        {
+        if let Some(inner) = value.strip_prefix(quote).and_then(|v| v.strip_suffix(quote)) {
             return inner.to_owned();
         }
     }
@@ -184,18 +166,11 @@ fn groups(value: Value) -> Vec<String> {
         Value::List(items) => items,
         Value::Scalar(value) => {
             let value = value.trim();
-            let inner = value
-                .strip_prefix('[')
-                .and_then(|v| v.strip_suffix(']'))
-                .unwrap_or(value);
+            let inner = value.strip_prefix('[').and_then(|v| v.strip_suffix(']')).unwrap_or(value);
             inner.split(',').map(scalar).collect()
         }
     };
-    items
-        .into_iter()
-        .map(|item| item.trim().to_lowercase())
-        .filter(|item| !item.is_empty())
-        .collect()
+    items.into_iter().map(|item| item.trim().to_lowercase()).filter(|item| !item.is_empty()).collect()
 }
 
 fn non_empty(value: String) -> Option<String> {
@@ -249,17 +224,11 @@ mod tests {
     fn group_list_syntaxes() {
         let cases: [(&str, Vec<&str>); 7] = [
             ("groups: a, B ,c", vec!["a", "b", "c"]),
-            (
-                "groups: [Eng, \"Sales\", 'ops']",
-                vec!["eng", "sales", "ops"],
-            ),
+            ("groups: [Eng, \"Sales\", 'ops']", vec!["eng", "sales", "ops"]),
             ("groups: [a, , b,]", vec!["a", "b"]),
             ("groups: []", vec![]),
             ("groups:", vec![]),
-            (
-                "groups:\n  - Eng\n  - \"Legal Team\"\n-  x",
-                vec!["eng", "legal team", "x"],
-            ),
+            ("groups:\n  - Eng\n  - \"Legal Team\"\n-  x", vec!["eng", "legal team", "x"]),
             ("groups: single", vec!["single"]),
         ];
         for (line, expected) in cases {
@@ -279,9 +248,7 @@ mod tests {
             "front matter: label: unknown level (expected public, internal, confidential or restricted)"
         );
         assert!(error("---\nlabel:\n---\nbody").contains("label: unknown level"));
-        assert!(
-            error("---\nlabel: public\nLabel: restricted\n---\nx").contains("duplicate key: label")
-        );
+        assert!(error("---\nlabel: public\nLabel: restricted\n---\nx").contains("duplicate key: label"));
         assert!(error("---\nlabel:\n - public\n---\nx").contains("expected a single value"));
     }
 
@@ -306,10 +273,7 @@ mod tests {
         let input = format!("---\n{filler}---\nbody");
         check(&input, FrontMatter::default(), &input);
         let input = "---\ntitle: t\n---\n";
-        let expected = FrontMatter {
-            title: Some("t".into()),
-            ..FrontMatter::default()
-        };
+        let expected = FrontMatter { title: Some("t".into()), ..FrontMatter::default() };
         check(input, expected, "");
     }
 }

@@ -23,20 +23,9 @@ pub(crate) fn extract(bytes: &[u8]) -> Result<Extracted, ExtractError> {
         suppressed: 0,
     };
     tokenizer.run()?;
-    let Tokenizer {
-        mut writer,
-        meta,
-        title,
-        first_h1,
-        ..
-    } = tokenizer;
+    let Tokenizer { mut writer, meta, title, first_h1, .. } = tokenizer;
     writer.flush_line();
-    Ok(Extracted {
-        text: writer.out,
-        title: title.or(first_h1),
-        meta: meta.finish(),
-        pages: Vec::new(),
-    })
+    Ok(Extracted { text: writer.out, title: title.or(first_h1), meta: meta.finish(), pages: Vec::new() })
 }
 
 /// Elements whose content is raw text, never shown.
@@ -107,8 +96,7 @@ struct Writer {
 impl Writer {
     fn text(&mut self, decoded: &str) {
         if self.pre_depth > 0 {
-            self.line
-                .push_str(&decoded.replace("\r\n", "\n").replace('\u{a0}', " "));
+            self.line.push_str(&decoded.replace("\r\n", "\n").replace('\u{a0}', " "));
             return;
         }
         for c in decoded.chars() {
@@ -173,10 +161,7 @@ struct Tag {
 
 impl Tag {
     fn attr(&self, name: &str) -> Option<&str> {
-        self.attrs
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        self.attrs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 }
 
@@ -239,10 +224,7 @@ impl Tokenizer<'_> {
         let mut attrs = Vec::new();
         let mut self_closing = false;
         loop {
-            while bytes
-                .get(i)
-                .is_some_and(|&b| b.is_ascii_whitespace() || b == b'/')
-            {
+            while bytes.get(i).is_some_and(|&b| b.is_ascii_whitespace() || b == b'/') {
                 i += 1;
             }
             match bytes.get(i) {
@@ -255,10 +237,7 @@ impl Tokenizer<'_> {
                 Some(_) => {}
             }
             let key_start = i;
-            while bytes
-                .get(i)
-                .is_some_and(|&b| !b.is_ascii_whitespace() && !matches!(b, b'=' | b'>' | b'/'))
-            {
+            while bytes.get(i).is_some_and(|&b| !b.is_ascii_whitespace() && !matches!(b, b'=' | b'>' | b'/')) {
                 i += 1;
             }
             // A lone `=` or similar: step over it so the loop always advances.
@@ -284,10 +263,7 @@ impl Tokenizer<'_> {
                     },
                     _ => {
                         let mut k = j;
-                        while bytes
-                            .get(k)
-                            .is_some_and(|&b| !b.is_ascii_whitespace() && b != b'>')
-                        {
+                        while bytes.get(k).is_some_and(|&b| !b.is_ascii_whitespace() && b != b'>') {
                             k += 1;
                         }
                         (self.src.get(j..k)?, k)
@@ -299,12 +275,7 @@ impl Tokenizer<'_> {
             attrs.push((key, value));
         }
         self.pos = i;
-        Some(Tag {
-            name,
-            closing,
-            self_closing,
-            attrs,
-        })
+        Some(Tag { name, closing, self_closing, attrs })
     }
 
     fn handle(&mut self, tag: Tag) -> Result<(), ExtractError> {
@@ -364,11 +335,7 @@ impl Tokenizer<'_> {
             }
         } else if name == "pre" {
             w.block(Break::Paragraph);
-            w.pre_depth = if tag.closing {
-                w.pre_depth.saturating_sub(1)
-            } else {
-                w.pre_depth + 1
-            };
+            w.pre_depth = if tag.closing { w.pre_depth.saturating_sub(1) } else { w.pre_depth + 1 };
         } else if PARAGRAPH_BLOCKS.contains(&name) {
             w.block(Break::Paragraph);
         } else if LINE_BLOCKS.contains(&name) {
@@ -383,12 +350,7 @@ impl Tokenizer<'_> {
         let Some(name) = tag.attr("name") else {
             return Ok(());
         };
-        let Some(key) = name
-            .trim()
-            .to_ascii_lowercase()
-            .strip_prefix("perimeter:")
-            .map(str::to_owned)
-        else {
+        let Some(key) = name.trim().to_ascii_lowercase().strip_prefix("perimeter:").map(str::to_owned) else {
             return Ok(());
         };
         if matches!(key.as_str(), "label" | "collection" | "groups") {
@@ -405,12 +367,9 @@ impl Tokenizer<'_> {
         let mut from = self.pos;
         while let Some(lt) = find(bytes, from, b"</") {
             let name_end = lt + 2 + name.len();
-            let matches_name = bytes
-                .get(lt + 2..name_end)
-                .is_some_and(|candidate| candidate.eq_ignore_ascii_case(name.as_bytes()));
-            let terminated = bytes
-                .get(name_end)
-                .is_none_or(|&b| b.is_ascii_whitespace() || b == b'>' || b == b'/');
+            let matches_name =
+                bytes.get(lt + 2..name_end).is_some_and(|candidate| candidate.eq_ignore_ascii_case(name.as_bytes()));
+            let terminated = bytes.get(name_end).is_none_or(|&b| b.is_ascii_whitespace() || b == b'>' || b == b'/');
             if matches_name && terminated {
                 self.pos = find_byte(bytes, name_end, b'>').map_or(bytes.len(), |gt| gt + 1);
                 return lt;
@@ -434,19 +393,11 @@ fn is_name_byte(b: u8) -> bool {
 }
 
 fn find_byte(bytes: &[u8], from: usize, needle: u8) -> Option<usize> {
-    bytes
-        .get(from..)?
-        .iter()
-        .position(|&b| b == needle)
-        .map(|p| from + p)
+    bytes.get(from..)?.iter().position(|&b| b == needle).map(|p| from + p)
 }
 
 fn find(bytes: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
-    bytes
-        .get(from..)?
-        .windows(needle.len())
-        .position(|w| w == needle)
-        .map(|p| from + p)
+    bytes.get(from..)?.windows(needle.len()).position(|w| w == needle).map(|p| from + p)
 }
 
 /// Whitespace collapsed to single spaces and trimmed; `None` when nothing is left.
@@ -493,9 +444,7 @@ fn decode_one(s: &str) -> Option<(char, usize)> {
             _ => return None,
         };
         // NUL, surrogates and out-of-range values become U+FFFD, as browsers do.
-        char::from_u32(code)
-            .filter(|&c| c != '\0')
-            .unwrap_or('\u{fffd}')
+        char::from_u32(code).filter(|&c| c != '\0').unwrap_or('\u{fffd}')
     } else {
         named_entity(body)?
     };
@@ -614,30 +563,18 @@ mod tests {
     #[test]
     fn hidden_content_is_dropped() {
         let cases = [
-            (
-                "<p>a</p><script>alert('<p>x</p>')</script><p>b</p>",
-                "a\n\nb",
-            ),
+            ("<p>a</p><script>alert('<p>x</p>')</script><p>b</p>", "a\n\nb"),
             ("<style>p { color: red }</style>Visible", "Visible"),
             ("<SCRIPT type=x>if (a </b) {}</ScRiPt >after", "after"),
             ("x<script>never closed <p>hidden", "x"),
             ("a<!-- <p>comment</p> -->b", "ab"),
             ("a<!-- unterminated comment", "a"),
             ("<noscript><p>enable js</p></noscript>shown", "shown"),
-            (
-                "<template><div><template>in</template>still</div></template>out",
-                "out",
-            ),
-            (
-                "<svg><title>icon</title><text>chart</text></svg>label",
-                "label",
-            ),
+            ("<template><div><template>in</template>still</div></template>out", "out"),
+            ("<svg><title>icon</title><text>chart</text></svg>label", "label"),
             ("<svg/>after <svg viewBox='0 0 1 1' />svg", "after svg"),
             ("<!DOCTYPE html><?xml version='1.0'?>text", "text"),
-            (
-                "<head><meta charset=utf-8><link rel=x></head><body>body</body>",
-                "body",
-            ),
+            ("<head><meta charset=utf-8><link rel=x></head><body>body</body>", "body"),
         ];
         for (input, expected) in cases {
             assert_eq!(text(input), expected, "input: {input}");
@@ -647,20 +584,11 @@ mod tests {
     #[test]
     fn entities_are_decoded() {
         let cases = [
-            (
-                "Fish &amp; chips &lt;3 &gt; &quot;q&quot; &#39;s",
-                "Fish & chips <3 > \"q\" 's",
-            ),
-            (
-                "&pound;5 &euro;6 caf&eacute; a&mdash;b 1&ndash;2 wait&hellip; &copy;",
-                "£5 €6 café a—b 1–2 wait… ©",
-            ),
+            ("Fish &amp; chips &lt;3 &gt; &quot;q&quot; &#39;s", "Fish & chips <3 > \"q\" 's"),
+            ("&pound;5 &euro;6 caf&eacute; a&mdash;b 1&ndash;2 wait&hellip; &copy;", "£5 €6 café a—b 1–2 wait… ©"),
             ("&#123;&#x41;&#X42;&#x1F600;", "{AB😀"),
             ("a&nbsp;&nbsp;b", "a b"),
-            (
-                "&unknown; &amp &#; &#xZZ; & alone",
-                "&unknown; &amp &#; &#xZZ; & alone",
-            ),
+            ("&unknown; &amp &#; &#xZZ; & alone", "&unknown; &amp &#; &#xZZ; & alone"),
             ("&#0;&#xD800;&#99999999;", "\u{fffd}\u{fffd}\u{fffd}"),
             ("&lt;p&gt;not a tag&lt;/p&gt;", "<p>not a tag</p>"),
         ];
@@ -677,27 +605,17 @@ mod tests {
             <div>Line one<br>Line two</div><table><tr><td>a</td><td>b</td></tr>\
             <tr><th>c</th><td>d</td></tr></table><pre>  code\n    indented</pre></body></html>";
         let extracted = extract(html.as_bytes());
-        let expected =
-            "# Leave policy\n\nIntro text bold.\n\n## Carry-over\n\n- First\n- Second item\
+        let expected = "# Leave policy\n\nIntro text bold.\n\n## Carry-over\n\n- First\n- Second item\
             \n\nLine one\nLine two\n\na b\nc d\n\ncode\n    indented";
         assert_eq!(extracted.as_ref().map(|e| e.text.as_str()), Ok(expected));
-        assert_eq!(
-            extracted.map(|e| e.title),
-            Ok(Some("The & Title".to_owned()))
-        );
+        assert_eq!(extracted.map(|e| e.title), Ok(Some("The & Title".to_owned())));
     }
 
     #[test]
     fn title_falls_back_to_first_h1() {
         let extracted = extract(b"<h2>Sub</h2><h1>Main <br> heading</h1><h1>Other</h1>");
-        assert_eq!(
-            extracted.as_ref().map(|e| e.title.clone()),
-            Ok(Some("Main heading".into()))
-        );
-        assert_eq!(
-            extracted.map(|e| e.text),
-            Ok("## Sub\n\n# Main heading\n\n# Other".into())
-        );
+        assert_eq!(extracted.as_ref().map(|e| e.title.clone()), Ok(Some("Main heading".into())));
+        assert_eq!(extracted.map(|e| e.text), Ok("## Sub\n\n# Main heading\n\n# Other".into()));
     }
 
     #[test]
@@ -716,10 +634,7 @@ mod tests {
         };
         assert_eq!(meta, Ok(expected));
         let bad = extract(br#"<meta name="perimeter:label" content="secret"><p>x</p>"#);
-        assert!(
-            matches!(bad, Err(ExtractError::Malformed { format: "html", .. })),
-            "{bad:?}"
-        );
+        assert!(matches!(bad, Err(ExtractError::Malformed { format: "html", .. })), "{bad:?}");
     }
 
     #[test]
@@ -755,8 +670,7 @@ mod tests {
             state ^= state << 17;
             state
         };
-        const ALPHABET: &[u8] =
-            b"<>/!-=\"'&#;x ab\nscript style svg p h1 li meta name content \xc3\xa9\xff";
+        const ALPHABET: &[u8] = b"<>/!-=\"'&#;x ab\nscript style svg p h1 li meta name content \xc3\xa9\xff";
         for round in 0..600 {
             let len = (next() % 300) as usize;
             let bytes: Vec<u8> = (0..len)

@@ -91,10 +91,7 @@ pub enum ExtractError {
     #[error("the document is not valid UTF-8")]
     NotUtf8,
     #[error("malformed {format}: {reason}")]
-    Malformed {
-        format: &'static str,
-        reason: String,
-    },
+    Malformed { format: &'static str, reason: String },
     #[error("the document is larger than the limit of {limit} bytes")]
     TooLarge { limit: usize },
     #[error("the document is encrypted")]
@@ -106,21 +103,16 @@ pub enum ExtractError {
 /// Extracts the text of a document of the given format.
 pub fn extract(format: Format, bytes: &[u8]) -> Result<Extracted, ExtractError> {
     if bytes.len() > MAX_INPUT_BYTES {
-        return Err(ExtractError::TooLarge {
-            limit: MAX_INPUT_BYTES,
-        });
+        return Err(ExtractError::TooLarge { limit: MAX_INPUT_BYTES });
     }
     let extracted = match format {
         Format::Text | Format::Markdown => text_document(format, bytes)?,
         Format::Html => html::extract(bytes)?,
         Format::Pdf => pdf::extract(bytes)?,
         Format::Docx => docx::extract(bytes)?,
-        Format::Csv | Format::Json => Extracted {
-            text: utf8(bytes)?.to_owned(),
-            title: None,
-            meta: FrontMatter::default(),
-            pages: Vec::new(),
-        },
+        Format::Csv | Format::Json => {
+            Extracted { text: utf8(bytes)?.to_owned(), title: None, meta: FrontMatter::default(), pages: Vec::new() }
+        }
     };
     if extracted.text.trim().is_empty() {
         return Err(ExtractError::Empty);
@@ -135,12 +127,7 @@ fn text_document(format: Format, bytes: &[u8]) -> Result<Extracted, ExtractError
         None if format == Format::Markdown => chunk::first_h1(body),
         None => None,
     };
-    Ok(Extracted {
-        text: body.to_owned(),
-        title,
-        meta,
-        pages: Vec::new(),
-    })
+    Ok(Extracted { text: body.to_owned(), title, meta, pages: Vec::new() })
 }
 
 /// Strict UTF-8 with the byte-order mark, which is not content, removed.
@@ -173,29 +160,17 @@ mod tests {
         for (ext, expected) in cases {
             assert_eq!(Format::from_extension(ext), expected, "{ext}");
         }
-        for format in [
-            Format::Text,
-            Format::Markdown,
-            Format::Html,
-            Format::Pdf,
-            Format::Docx,
-            Format::Csv,
-            Format::Json,
-        ] {
+        for format in
+            [Format::Text, Format::Markdown, Format::Html, Format::Pdf, Format::Docx, Format::Csv, Format::Json]
+        {
             assert_eq!(Format::from_extension(format.as_str()), Some(format));
         }
     }
 
     #[test]
     fn text_requires_utf8_and_strips_the_bom() {
-        assert_eq!(
-            extract(Format::Text, b"caf\xe9"),
-            Err(ExtractError::NotUtf8)
-        );
-        assert_eq!(
-            extract(Format::Csv, b"a,b\n\xff,1"),
-            Err(ExtractError::NotUtf8)
-        );
+        assert_eq!(extract(Format::Text, b"caf\xe9"), Err(ExtractError::NotUtf8));
+        assert_eq!(extract(Format::Csv, b"a,b\n\xff,1"), Err(ExtractError::NotUtf8));
         assert_eq!(extract(Format::Json, b"\xc3"), Err(ExtractError::NotUtf8));
         let done = extract(Format::Text, "\u{feff}hello".as_bytes());
         assert_eq!(done.map(|e| e.text), Ok("hello".to_owned()));
@@ -207,34 +182,18 @@ mod tests {
         let huge = vec![0u8; MAX_INPUT_BYTES + 1];
         for format in [Format::Text, Format::Pdf, Format::Docx] {
             let limit = MAX_INPUT_BYTES;
-            assert_eq!(
-                extract(format, &huge),
-                Err(ExtractError::TooLarge { limit })
-            );
+            assert_eq!(extract(format, &huge), Err(ExtractError::TooLarge { limit }));
         }
     }
 
     #[test]
     fn whitespace_only_documents_are_empty() {
-        for format in [
-            Format::Text,
-            Format::Markdown,
-            Format::Html,
-            Format::Csv,
-            Format::Json,
-        ] {
+        for format in [Format::Text, Format::Markdown, Format::Html, Format::Csv, Format::Json] {
             assert_eq!(extract(format, b""), Err(ExtractError::Empty), "{format:?}");
-            assert_eq!(
-                extract(format, b" \n\t\r\n "),
-                Err(ExtractError::Empty),
-                "{format:?}"
-            );
+            assert_eq!(extract(format, b" \n\t\r\n "), Err(ExtractError::Empty), "{format:?}");
         }
         let only_front_matter = b"---\ntitle: Nothing here\n---\n\n";
-        assert_eq!(
-            extract(Format::Markdown, only_front_matter),
-            Err(ExtractError::Empty)
-        );
+        assert_eq!(extract(Format::Markdown, only_front_matter), Err(ExtractError::Empty));
         let only_script = b"<html><script>var a = 1;</script><!-- note --></html>";
         assert_eq!(extract(Format::Html, only_script), Err(ExtractError::Empty));
     }

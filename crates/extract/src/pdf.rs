@@ -13,8 +13,7 @@ use crate::{ExtractError, Extracted, FrontMatter};
 
 /// Extracts each page's text, joined with blank lines, and the document-information title.
 pub(crate) fn extract(bytes: &[u8]) -> Result<Extracted, ExtractError> {
-    let parsed =
-        panic::catch_unwind(AssertUnwindSafe(|| parse(bytes))).map_err(|_| unparseable())??;
+    let parsed = panic::catch_unwind(AssertUnwindSafe(|| parse(bytes))).map_err(|_| unparseable())??;
     let mut text = String::new();
     let mut pages: Vec<Range<usize>> = Vec::with_capacity(parsed.pages.len());
     for (index, page) in parsed.pages.iter().enumerate() {
@@ -29,12 +28,7 @@ pub(crate) fn extract(bytes: &[u8]) -> Result<Extracted, ExtractError> {
         // Scanned pages without a text layer: nothing to index, and OCR is not done here.
         return Err(ExtractError::Empty);
     }
-    Ok(Extracted {
-        text,
-        title: parsed.title,
-        meta: FrontMatter::default(),
-        pages,
-    })
+    Ok(Extracted { text, title: parsed.title, meta: FrontMatter::default(), pages })
 }
 
 struct Parsed {
@@ -43,17 +37,12 @@ struct Parsed {
 }
 
 fn unparseable() -> ExtractError {
-    ExtractError::Malformed {
-        format: "pdf",
-        reason: "the PDF could not be parsed".to_owned(),
-    }
+    ExtractError::Malformed { format: "pdf", reason: "the PDF could not be parsed".to_owned() }
 }
 
 fn parse(bytes: &[u8]) -> Result<Parsed, ExtractError> {
     let mut doc = Document::load_mem(bytes).map_err(|err| match err {
-        pdf_extract::Error::Decryption(_) | pdf_extract::Error::InvalidPassword => {
-            ExtractError::Encrypted
-        }
+        pdf_extract::Error::Decryption(_) | pdf_extract::Error::InvalidPassword => ExtractError::Encrypted,
         _ => unparseable(),
     })?;
     // lopdf opens files with an empty user password by itself and then drops `/Encrypt`
@@ -68,11 +57,9 @@ fn parse(bytes: &[u8]) -> Result<Parsed, ExtractError> {
     for number in doc.get_pages().into_keys() {
         let mut page = String::new();
         let mut output = PlainTextOutput::new(&mut page);
-        pdf_extract::output_doc_page(&doc, &mut output, number).map_err(|_| {
-            ExtractError::Malformed {
-                format: "pdf",
-                reason: format!("page {number} could not be read"),
-            }
+        pdf_extract::output_doc_page(&doc, &mut output, number).map_err(|_| ExtractError::Malformed {
+            format: "pdf",
+            reason: format!("page {number} could not be read"),
         })?;
         pages.push(page);
     }
@@ -107,18 +94,10 @@ mod tests {
         assert_eq!(extracted.pages.len(), 2);
         let page = |n: usize| &extracted.text[extracted.pages[n - 1].clone()];
         assert!(page(1).contains("Annual leave policy"), "{:?}", page(1));
-        assert!(
-            page(1).contains("Staff receive 25 days of paid leave."),
-            "{:?}",
-            page(1)
-        );
+        assert!(page(1).contains("Staff receive 25 days of paid leave."), "{:?}", page(1));
         assert!(!page(1).contains("Carry-over"), "{:?}", page(1));
         assert!(page(2).contains("Carry-over rules"), "{:?}", page(2));
-        assert!(
-            page(2).contains("Up to 5 days may be carried over."),
-            "{:?}",
-            page(2)
-        );
+        assert!(page(2).contains("Up to 5 days may be carried over."), "{:?}", page(2));
         assert_eq!(extracted.pages[0].start, 0);
         assert_eq!(extracted.pages[1].start, extracted.pages[0].end + 2);
         assert_eq!(extracted.pages[1].end, extracted.text.len());
@@ -133,18 +112,8 @@ mod tests {
 
     #[test]
     fn truncated_or_garbage_pdfs_are_errors_not_panics() {
-        for len in [
-            0,
-            8,
-            100,
-            TWO_PAGES.len() / 3,
-            TWO_PAGES.len() / 2,
-            TWO_PAGES.len() - 40,
-        ] {
-            assert!(
-                extract(&TWO_PAGES[..len]).is_err(),
-                "truncated to {len} bytes"
-            );
+        for len in [0, 8, 100, TWO_PAGES.len() / 3, TWO_PAGES.len() / 2, TWO_PAGES.len() - 40] {
+            assert!(extract(&TWO_PAGES[..len]).is_err(), "truncated to {len} bytes");
         }
         assert!(extract(b"%PDF-1.4\n garbage").is_err());
         assert!(extract(b"not a pdf").is_err());

@@ -12,10 +12,7 @@ use std::path::{Path, PathBuf};
 
 use perimeter_extract::{chunk, extract, ChunkSpec, Format};
 
-const SPEC: ChunkSpec = ChunkSpec {
-    max_tokens: 40,
-    overlap_tokens: 8,
-};
+const SPEC: ChunkSpec = ChunkSpec { max_tokens: 40, overlap_tokens: 8 };
 
 fn words(text: &str) -> usize {
     text.split_whitespace().count()
@@ -34,20 +31,10 @@ fn render(format: Format, bytes: &[u8]) -> String {
     writeln!(out, "--- text").unwrap();
     writeln!(out, "{}", extracted.text).unwrap();
     let chunks = chunk(&extracted.text, &SPEC, &words);
-    writeln!(
-        out,
-        "--- chunks (max {}, overlap {})",
-        SPEC.max_tokens, SPEC.overlap_tokens
-    )
-    .unwrap();
+    writeln!(out, "--- chunks (max {}, overlap {})", SPEC.max_tokens, SPEC.overlap_tokens).unwrap();
     for c in chunks {
         assert_eq!(extracted.text[c.start..c.end], c.text);
-        writeln!(
-            out,
-            "[{}..{}] {} tokens, heading {:?}",
-            c.start, c.end, c.token_count, c.heading
-        )
-        .unwrap();
+        writeln!(out, "[{}..{}] {} tokens, heading {:?}", c.start, c.end, c.token_count, c.heading).unwrap();
         for line in c.text.lines() {
             writeln!(out, "  | {line}").unwrap();
         }
@@ -89,9 +76,5 @@ fn documents_match_their_snapshots() {
             mismatches.push(format!("{}:\n{actual}", path.display()));
         }
     }
-    assert!(
-        mismatches.is_empty(),
-        "snapshots differ (UPDATE_EXPECT=1 rewrites):\n{}",
-        mismatches.join("\n")
-    );
+    assert!(mismatches.is_empty(), "snapshots differ (UPDATE_EXPECT=1 rewrites):\n{}", mismatches.join("\n"));
 }

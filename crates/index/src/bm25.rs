@@ -145,8 +145,10 @@ impl Bm25Index {
             let should = values.iter().map(|v| (Occur::Should, term(field, v))).collect();
             Box::new(ConstScoreQuery::new(Box::new(BooleanQuery::new(should)), 0.0))
         };
-        let mut clauses: Vec<(Occur, Box<dyn Query>)> =
-            vec![(Occur::Must, query), (Occur::Must, Box::new(ConstScoreQuery::new(term(f.tenant, &filter.tenant), 0.0)))];
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![
+            (Occur::Must, query),
+            (Occur::Must, Box::new(ConstScoreQuery::new(term(f.tenant, &filter.tenant), 0.0))),
+        ];
         if let Some(collections) = &filter.collections {
             let values: Vec<&str> = collections.iter().map(String::as_str).collect();
             clauses.push((Occur::Must, any_of(f.collection, &values)));

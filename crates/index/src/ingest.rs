@@ -62,9 +62,19 @@ pub enum FileOutcome {
 #[derive(Debug, Clone, PartialEq)]
 pub enum IngestEvent<'a> {
     /// The walk found this many candidate files and bytes.
-    Discovered { files: usize, bytes: u64 },
-    FileDone { source: &'a str, bytes: u64, outcome: &'a FileOutcome },
-    Embedded { chunks: usize, tokens: usize },
+    Discovered {
+        files: usize,
+        bytes: u64,
+    },
+    FileDone {
+        source: &'a str,
+        bytes: u64,
+        outcome: &'a FileOutcome,
+    },
+    Embedded {
+        chunks: usize,
+        tokens: usize,
+    },
 }
 
 pub trait IngestProgress: Sync {
@@ -134,7 +144,10 @@ pub async fn ingest_paths(
     let mut bytes = 0u64;
     for root in paths {
         if !root.exists() {
-            return Err(IndexError::Path { path: root.display().to_string(), reason: "no such file or directory".into() });
+            return Err(IndexError::Path {
+                path: root.display().to_string(),
+                reason: "no such file or directory".into(),
+            });
         }
         for entry in walk(root) {
             if let Ok(meta) = entry.metadata() {
@@ -158,7 +171,7 @@ pub async fn ingest_paths(
                     report.record(source, outcome);
                 }
                 Ok(Prepared::Pending(p)) => {
-                    pending.push(p);
+                    pending.push(*p);
                     if pending.iter().map(|p| p.chunks.len()).sum::<usize>() >= EMBED_BATCH_CHUNKS {
                         flush(index, embedder, &mut pending, &mut report, progress).await?;
                     }
@@ -190,7 +203,7 @@ pub async fn ingest_bytes(
         Ok(Prepared::Done(outcome)) => outcome,
         Ok(Prepared::Pending(p)) => {
             let mut report = IngestReport::default();
-            flush(index, embedder, &mut vec![p], &mut report, &()).await?;
+            flush(index, embedder, &mut vec![*p], &mut report, &()).await?;
             report.files.pop().map(|(_, o)| o).unwrap_or(FileOutcome::Failed { error: "nothing ingested".into() })
         }
         Err(error) => FileOutcome::Failed { error },
@@ -201,7 +214,7 @@ pub async fn ingest_bytes(
 
 enum Prepared {
     Done(FileOutcome),
-    Pending(Pending),
+    Pending(Box<Pending>),
 }
 
 fn walk(root: &Path) -> impl Iterator<Item = walkdir::DirEntry> {
@@ -231,7 +244,8 @@ fn prepare_file(
 ) -> Result<Prepared, String> {
     let ext = path.extension().map(|e| e.to_string_lossy().into_owned()).unwrap_or_default();
     let Some(format) = Format::from_extension(&ext) else {
-        let reason = if ext.is_empty() { "no file extension".to_string() } else { format!("unsupported file type .{ext}") };
+        let reason =
+            if ext.is_empty() { "no file extension".to_string() } else { format!("unsupported file type .{ext}") };
         return Ok(Prepared::Done(FileOutcome::Skipped { reason }));
     };
     if size > MAX_FILE_BYTES {
@@ -262,7 +276,12 @@ fn prepare_bytes(
     groups.sort();
     groups.dedup();
     let title = title.or(meta.title).unwrap_or_else(|| file_stem(source));
-    let pipeline_version = format!("{PIPELINE_VERSION}; chunks {}/{}; {}", options.chunk.max_tokens, options.chunk.overlap_tokens, embedder.model());
+    let pipeline_version = format!(
+        "{PIPELINE_VERSION}; chunks {}/{}; {}",
+        options.chunk.max_tokens,
+        options.chunk.overlap_tokens,
+        embedder.model()
+    );
 
     let existing = index.store().document(&id).map_err(|e| e.to_string())?;
     if let Some(old) = &existing {
@@ -297,7 +316,7 @@ fn prepare_bytes(
         ingested_at: now_rfc3339(),
         pipeline_version,
     };
-    Ok(Prepared::Pending(Pending { source: source.to_string(), record, chunks, pages }))
+    Ok(Prepared::Pending(Box::new(Pending { source: source.to_string(), record, chunks, pages })))
 }
 
 /// Embeds every pending document's chunks in one call and writes each document.
@@ -311,10 +330,8 @@ async fn flush(
     if pending.is_empty() {
         return Ok(());
     }
-    let texts: Vec<String> = pending
-        .iter()
-        .flat_map(|p| p.chunks.iter().map(move |c| embedding_input(&p.record.title, c)))
-        .collect();
+    let texts: Vec<String> =
+        pending.iter().flat_map(|p| p.chunks.iter().map(move |c| embedding_input(&p.record.title, c))).collect();
     let embeddings = embedder.embed(texts).await.map_err(|e| IndexError::Embed(e.to_string()))?;
     let total_chunks: usize = pending.iter().map(|p| p.chunks.len()).sum();
     if embeddings.vectors.len() != total_chunks {

@@ -100,7 +100,8 @@ impl Index {
             } else {
                 self.vectors.search(&query.embedding, &query.filter, candidates)
             };
-            let lexical = lexical.join().unwrap_or_else(|_| Err(IndexError::Bm25("the BM25 search thread panicked".into())));
+            let lexical =
+                lexical.join().unwrap_or_else(|_| Err(IndexError::Bm25("the BM25 search thread panicked".into())));
             (lexical, dense)
         });
         let (lexical, dense) = (lexical?, dense?);

@@ -11,7 +11,7 @@ use perimeter_types::{AccessFilter, DocumentId, Level, RetrievalQuery};
 const DIMS: usize = 8;
 
 fn unit(direction: usize, tilt: f32) -> Vec<f32> {
-    let mut v = vec![0.0; DIMS];
+    let mut v = [0.0; DIMS];
     v[direction] = 1.0;
     v[(direction + 1) % DIMS] = tilt;
     let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
@@ -64,7 +64,14 @@ fn filters_apply_inside_the_search_not_after_it() {
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path()).unwrap());
     // 200 documents for group "staff" that match the query better than the one "hr" document.
     for i in 0..200 {
-        add(store.as_ref(), &format!("staff{i:03}"), "handbook", &["staff"], "salary review salary review process", unit(0, 0.01 * i as f32));
+        add(
+            store.as_ref(),
+            &format!("staff{i:03}"),
+            "handbook",
+            &["staff"],
+            "salary review salary review process",
+            unit(0, 0.01 * i as f32),
+        );
     }
     add(store.as_ref(), "hr-only", "hr", &["hr"], "salary review notes", unit(0, 3.0));
     add(store.as_ref(), "open", "handbook", &[], "canteen menu", unit(5, 0.0));

@@ -143,9 +143,9 @@ size = 3
 
     #[test]
     fn parses_and_checks_digests() {
-        let m = Manifest::parse(GOOD).unwrap_or_else(|e| panic!("{e}"));
-        let entry = m.model("m").unwrap_or_else(|e| panic!("{e}"));
-        let file = entry.file("weights").unwrap_or_else(|| panic!("weights"));
+        let m = Manifest::parse(GOOD).unwrap();
+        let entry = m.model("m").unwrap();
+        let file = entry.file("weights").unwrap();
         let mut digest = [0u8; 32];
         digest[31] = 1;
         assert_eq!(file.check(3, &digest), Ok(()));

@@ -64,6 +64,8 @@ struct Inner {
 }
 
 type CResult<T> = candle_core::Result<T>;
+/// An embedding with the position of its input.
+type Indexed = (usize, Vec<f32>);
 
 impl BertEmbedder {
     pub fn load(verified: &VerifiedModel) -> Result<Self, LoadError> {
@@ -73,24 +75,31 @@ impl BertEmbedder {
             return Err(LoadError::WrongKind { model: model.clone(), expected: "embedding", actual: "generation" });
         }
         let file = |role: &str| verified.file(role).ok_or_else(|| engine(format!("the manifest has no {role} file")));
-        let config: Value = serde_json::from_slice(
-            &std::fs::read(file("config")?).map_err(|e| engine(format!("config.json: {e}")))?,
-        )
-        .map_err(|e| engine(format!("config.json: {e}")))?;
+        let config: Value =
+            serde_json::from_slice(&std::fs::read(file("config")?).map_err(|e| engine(format!("config.json: {e}")))?)
+                .map_err(|e| engine(format!("config.json: {e}")))?;
         let usize_of = |key: &str| {
-            config.get(key).and_then(Value::as_u64).map(|v| v as usize).ok_or_else(|| engine(format!("config.json has no {key}")))
+            config
+                .get(key)
+                .and_then(Value::as_u64)
+                .map(|v| v as usize)
+                .ok_or_else(|| engine(format!("config.json has no {key}")))
         };
-        let (hidden, heads, layers) = (usize_of("hidden_size")?, usize_of("num_attention_heads")?, usize_of("num_hidden_layers")?);
+        let (hidden, heads, layers) =
+            (usize_of("hidden_size")?, usize_of("num_attention_heads")?, usize_of("num_hidden_layers")?);
         let eps = config.get("layer_norm_eps").and_then(Value::as_f64).unwrap_or(1e-12);
         if heads == 0 || hidden % heads != 0 {
             return Err(engine("hidden_size is not a multiple of num_attention_heads".into()));
         }
 
         let bytes = std::fs::read(file("weights")?).map_err(|e| engine(format!("weights: {e}")))?;
-        let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu).map_err(|e| engine(format!("weights: {e}")))?;
-        let bert = Bert::from_tensors(tensors, hidden, heads, layers, eps).map_err(|e| engine(format!("weights: {e}")))?;
+        let tensors =
+            candle_core::safetensors::load_buffer(&bytes, &Device::Cpu).map_err(|e| engine(format!("weights: {e}")))?;
+        let bert =
+            Bert::from_tensors(tensors, hidden, heads, layers, eps).map_err(|e| engine(format!("weights: {e}")))?;
 
-        let mut tokenizer = Tokenizer::from_file(file("tokenizer")?).map_err(|e| engine(format!("tokenizer.json: {e}")))?;
+        let mut tokenizer =
+            Tokenizer::from_file(file("tokenizer")?).map_err(|e| engine(format!("tokenizer.json: {e}")))?;
         // The shipped tokenizer pads every input to 128 tokens; we pad per batch instead.
         tokenizer.with_padding(None);
         let mut counter = tokenizer.clone();
@@ -124,7 +133,7 @@ impl Inner {
         let tokens: u32 = encodings.iter().map(|e| e.get_ids().len() as u32).sum();
         // Worker w takes groups w, w + workers, …: neighbours in length order, so the work splits evenly.
         let workers = self.pools.len().min(groups.len()).max(1);
-        let results: Vec<CResult<Vec<(usize, Vec<f32>)>>> = std::thread::scope(|scope| {
+        let results: Vec<CResult<Vec<Indexed>>> = std::thread::scope(|scope| {
             let handles: Vec<_> = (0..workers)
                 .map(|w| {
                     let (groups, encodings, bert, pool) = (&groups, &encodings, &self.bert, &self.pools[w]);
@@ -140,7 +149,10 @@ impl Inner {
                     })
                 })
                 .collect();
-            handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(candle_core::Error::Msg("embedding worker panicked".into())))).collect()
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|_| Err(candle_core::Error::Msg("embedding worker panicked".into()))))
+                .collect()
         });
         let mut vectors = vec![Vec::new(); encodings.len()];
         for result in results {
@@ -183,7 +195,13 @@ impl Embedder for BertEmbedder {
 }
 
 impl Bert {
-    fn from_tensors(mut t: HashMap<String, Tensor>, hidden: usize, heads: usize, layers: usize, eps: f64) -> CResult<Self> {
+    fn from_tensors(
+        mut t: HashMap<String, Tensor>,
+        hidden: usize,
+        heads: usize,
+        layers: usize,
+        eps: f64,
+    ) -> CResult<Self> {
         let t = &mut t;
         let mut built = Vec::with_capacity(layers);
         for i in 0..layers {
@@ -229,9 +247,9 @@ impl Bert {
         let mut mask = Vec::with_capacity(b * l);
         for seq in ids {
             flat.extend_from_slice(seq);
-            flat.extend(std::iter::repeat(0u32).take(l - seq.len()));
-            mask.extend(std::iter::repeat(1f32).take(seq.len()));
-            mask.extend(std::iter::repeat(0f32).take(l - seq.len()));
+            flat.extend(std::iter::repeat_n(0u32, l - seq.len()));
+            mask.extend(std::iter::repeat_n(1f32, seq.len()));
+            mask.extend(std::iter::repeat_n(0f32, l - seq.len()));
         }
         let dev = Device::Cpu;
         let ids_t = Tensor::from_vec(flat, b * l, &dev)?;
@@ -247,7 +265,8 @@ impl Bert {
         let scale = 1.0 / (dh as f64).sqrt();
         for layer in &self.layers {
             let qkv = layer.qkv.forward(&x)?.reshape((b, l, 3, h, dh))?;
-            let split = |i: usize| -> CResult<Tensor> { qkv.narrow(2, i, 1)?.squeeze(2)?.transpose(1, 2)?.contiguous() };
+            let split =
+                |i: usize| -> CResult<Tensor> { qkv.narrow(2, i, 1)?.squeeze(2)?.transpose(1, 2)?.contiguous() };
             let (q, k, v) = (split(0)?, split(1)?, split(2)?);
             let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(&bias)?;
             let probs = candle_nn::ops::softmax_last_dim(&scores)?;
@@ -306,7 +325,7 @@ fn fast_erf(x: f32) -> f32 {
     p = x2 * p + -2.101_024e-6;
     p = x2 * p + -5.692_506_4e-5;
     p = x2 * p + -7.349_906_3e-4;
-    p = x2 * p + -2.954_600e-3;
+    p = x2 * p + -2.954_6e-3;
     p = x2 * p + -1.609_603_3e-2;
     p *= x;
     let mut q = x2 * -1.456_607_2e-5 + -2.133_740_6e-4;
@@ -339,7 +358,13 @@ mod tests {
         let mut sum = 0.0;
         for k in 0..=n {
             let t = k as f64 * h;
-            let w = if k == 0 || k == n { 1.0 } else if k % 2 == 1 { 4.0 } else { 2.0 };
+            let w = if k == 0 || k == n {
+                1.0
+            } else if k % 2 == 1 {
+                4.0
+            } else {
+                2.0
+            };
             sum += w * (-t * t).exp();
         }
         sum * h / 3.0 * 2.0 / std::f64::consts::PI.sqrt()

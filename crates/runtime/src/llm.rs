@@ -85,9 +85,14 @@ impl EmbeddedChat {
         let model_name = verified.name().to_string();
         let engine = |reason: String| LoadError::Engine { model: model_name.clone(), reason };
         if verified.kind() != ModelKind::Generation {
-            return Err(LoadError::WrongKind { model: model_name.clone(), expected: "generation", actual: "embedding" });
+            return Err(LoadError::WrongKind {
+                model: model_name.clone(),
+                expected: "generation",
+                actual: "embedding",
+            });
         }
-        let path = verified.file("weights").ok_or_else(|| engine("the manifest has no weights file".into()))?.to_path_buf();
+        let path =
+            verified.file("weights").ok_or_else(|| engine("the manifest has no weights file".into()))?.to_path_buf();
         let backend = backend().map_err(&engine)?;
         let params = LlamaModelParams::default().with_n_gpu_layers(options.gpu_layers);
         let model = LlamaModel::load_from_file(backend, &path, &params).map_err(|e| engine(e.to_string()))?;
@@ -125,10 +130,7 @@ impl EmbeddedChat {
                 }
             })
             .map_err(|e| engine(format!("could not start the worker thread: {e}")))?;
-        ready_rx
-            .recv()
-            .map_err(|_| engine("the worker thread stopped while loading".into()))?
-            .map_err(&engine)?;
+        ready_rx.recv().map_err(|_| engine("the worker thread stopped while loading".into()))?.map_err(&engine)?;
         tracing::info!(model = %model_name, n_ctx, threads, "embedded chat model loaded");
         Ok(Self { name: name.to_string(), model: model_name, context_tokens: n_ctx as usize, queue: tx })
     }
@@ -285,7 +287,12 @@ struct TextStream {
 
 impl TextStream {
     fn new(stops: &[String]) -> Self {
-        Self { stops: stops.iter().filter(|s| !s.is_empty()).cloned().collect(), pending: Vec::new(), held: String::new(), text: String::new() }
+        Self {
+            stops: stops.iter().filter(|s| !s.is_empty()).cloned().collect(),
+            pending: Vec::new(),
+            held: String::new(),
+            text: String::new(),
+        }
     }
 
     /// Adds token bytes; returns the text that may be emitted now and whether a stop sequence ended the answer.

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use perimeter_core::{assemble, citations, classify, last_user_text, plan, Plan, PromptBudget};
-use perimeter_types::{AccessFilter, ChatMessage, ChatRequest, Citation, GenerationParams, Level, RetrievalQuery, Retriever};
+use perimeter_types::{
+    AccessFilter, ChatMessage, ChatRequest, Citation, GenerationParams, Level, RetrievalQuery, Retriever,
+};
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -37,7 +39,9 @@ pub async fn prepare(state: &AppState, input: ChatInput) -> Result<Prepared, Api
     let passages = if input.retrieval {
         let query = last_user_text(&input.messages)
             .filter(|q| !q.trim().is_empty())
-            .ok_or_else(|| ApiError::bad_request("retrieval needs a non-empty user message to search for", Some("messages")))?
+            .ok_or_else(|| {
+                ApiError::bad_request("retrieval needs a non-empty user message to search for", Some("messages"))
+            })?
             .to_string();
         let started = Instant::now();
         let embedding = state
@@ -64,7 +68,11 @@ pub async fn prepare(state: &AppState, input: ChatInput) -> Result<Prepared, Api
 
     let classification = classify(&passages, input.requested_level);
     let plan = plan(&classification, state.chat.name());
-    let assembled = assemble(&input.messages, &passages, PromptBudget { max_source_chars: state.config.retrieval.max_source_chars });
+    let assembled = assemble(
+        &input.messages,
+        &passages,
+        PromptBudget { max_source_chars: state.config.retrieval.max_source_chars },
+    );
     Ok(Prepared {
         plan,
         citations: citations(&assembled.used),

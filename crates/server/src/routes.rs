@@ -54,9 +54,9 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Err(ApiError::bad_request("the request body is empty; expected a JSON object", None));
         }
-        serde_json::from_slice(&bytes)
-            .map(JsonBody)
-            .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON for this endpoint: {e}"), None))
+        serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| {
+            ApiError::bad_request(format!("the request body is not valid JSON for this endpoint: {e}"), None)
+        })
     }
 }
 
@@ -82,17 +82,18 @@ fn check_model(requested: Option<&str>, param_ok: &[&str]) -> Result<String, Api
 fn requested_level(headers: &HeaderMap) -> Result<Option<Level>, ApiError> {
     match headers.get("x-perimeter-level") {
         None => Ok(None),
-        Some(v) => v
-            .to_str()
-            .ok()
-            .and_then(|s| s.parse::<Level>().ok())
-            .map(Some)
-            .ok_or_else(|| ApiError::bad_request("x-perimeter-level must be one of public, internal, confidential, restricted", None)),
+        Some(v) => v.to_str().ok().and_then(|s| s.parse::<Level>().ok()).map(Some).ok_or_else(|| {
+            ApiError::bad_request("x-perimeter-level must be one of public, internal, confidential, restricted", None)
+        }),
     }
 }
 
 /// Turns a wire request into a pipeline input, validating every field.
-pub fn chat_input(state: &AppState, req: ChatCompletionRequest, headers: &HeaderMap) -> Result<(String, ChatInput, bool, bool), ApiError> {
+pub fn chat_input(
+    state: &AppState,
+    req: ChatCompletionRequest,
+    headers: &HeaderMap,
+) -> Result<(String, ChatInput, bool, bool), ApiError> {
     let model = check_model(req.model.as_deref(), &[state.chat.model()])?;
     let wire_messages = req.messages.ok_or_else(|| ApiError::bad_request("messages is required", Some("messages")))?;
     if wire_messages.is_empty() {
@@ -145,7 +146,10 @@ fn perimeter_headers(prepared: &Prepared) -> [(&'static str, HeaderValue); 3] {
     let value = |s: &str| HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static("invalid"));
     [
         ("x-perimeter-level", value(prepared.plan.level.as_str())),
-        ("x-perimeter-decision", value(if prepared.plan.decision == perimeter_core::Decision::Route { "route" } else { "deny" })),
+        (
+            "x-perimeter-decision",
+            value(if prepared.plan.decision == perimeter_core::Decision::Route { "route" } else { "deny" }),
+        ),
         ("x-perimeter-backend", value(&prepared.plan.backend)),
     ]
 }
@@ -191,10 +195,13 @@ pub async fn chat_completions(
         let first_seen = first.clone();
         let outcome = state
             .chat
-            .chat(prepared.request.clone(), Box::new(move |_| {
-                let _ = first_seen.set(Instant::now());
-                true
-            }))
+            .chat(
+                prepared.request.clone(),
+                Box::new(move |_| {
+                    let _ = first_seen.set(Instant::now());
+                    true
+                }),
+            )
             .await?;
         if let Some(t) = first.get() {
             state.metrics.first_token_seconds.observe(t.duration_since(started).as_secs_f64());
@@ -236,13 +243,16 @@ pub async fn chat_completions(
     tokio::spawn(async move {
         let mut first = true;
         let result = backend
-            .chat(request, Box::new(move |piece: &str| {
-                if first {
-                    first = false;
-                    metrics_state.metrics.first_token_seconds.observe(started.elapsed().as_secs_f64());
-                }
-                token_tx.send(Ev::Token(piece.to_string())).is_ok()
-            }))
+            .chat(
+                request,
+                Box::new(move |piece: &str| {
+                    if first {
+                        first = false;
+                        metrics_state.metrics.first_token_seconds.observe(started.elapsed().as_secs_f64());
+                    }
+                    token_tx.send(Ev::Token(piece.to_string())).is_ok()
+                }),
+            )
             .await
             .map_err(ApiError::from);
         let _ = tx.send(Ev::Done(result));
@@ -299,7 +309,10 @@ pub async fn chat_completions(
 }
 
 /// `POST /v1/embeddings`
-pub async fn embeddings(State(state): State<AppState>, JsonBody(req): JsonBody<EmbeddingsRequest>) -> Result<Response, ApiError> {
+pub async fn embeddings(
+    State(state): State<AppState>,
+    JsonBody(req): JsonBody<EmbeddingsRequest>,
+) -> Result<Response, ApiError> {
     let model = check_model(req.model.as_deref(), &[state.embedder.model()])?;
     let model = if model == ROUTED_MODEL { state.embedder.model().to_string() } else { model };
     let texts = match req.input {
@@ -307,24 +320,35 @@ pub async fn embeddings(State(state): State<AppState>, JsonBody(req): JsonBody<E
         Some(EmbeddingInput::One(s)) => vec![s],
         Some(EmbeddingInput::Many(v)) => v,
         Some(EmbeddingInput::Tokens(_)) => {
-            return Err(ApiError::bad_request("input must be a string or an array of strings; token arrays are not supported", Some("input")))
+            return Err(ApiError::bad_request(
+                "input must be a string or an array of strings; token arrays are not supported",
+                Some("input"),
+            ))
         }
     };
     if texts.is_empty() || texts.len() > MAX_EMBEDDING_INPUTS {
-        return Err(ApiError::bad_request(format!("input must hold between 1 and {MAX_EMBEDDING_INPUTS} strings"), Some("input")));
+        return Err(ApiError::bad_request(
+            format!("input must hold between 1 and {MAX_EMBEDDING_INPUTS} strings"),
+            Some("input"),
+        ));
     }
     if let Some(i) = texts.iter().position(|t| t.is_empty()) {
         return Err(ApiError::bad_request(format!("input[{i}] is empty"), Some("input")));
     }
     if let Some(d) = req.dimensions {
         if d != state.embedder.dimensions() {
-            return Err(ApiError::bad_request(format!("this model has {} dimensions and cannot shorten them", state.embedder.dimensions()), Some("dimensions")));
+            return Err(ApiError::bad_request(
+                format!("this model has {} dimensions and cannot shorten them", state.embedder.dimensions()),
+                Some("dimensions"),
+            ));
         }
     }
     let base64 = match req.encoding_format.as_deref() {
         None | Some("float") => false,
         Some("base64") => true,
-        Some(_) => return Err(ApiError::bad_request("encoding_format must be float or base64", Some("encoding_format"))),
+        Some(_) => {
+            return Err(ApiError::bad_request("encoding_format must be float or base64", Some("encoding_format")))
+        }
     };
     let embedded = state.embedder.embed(texts).await.map_err(ApiError::internal)?;
     state.metrics.embedding_tokens.fetch_add(u64::from(embedded.prompt_tokens), Ordering::Relaxed);
@@ -383,7 +407,10 @@ fn document_json(d: &perimeter_store::DocumentRecord) -> Value {
 }
 
 /// `GET /v1/documents`
-pub async fn list_documents(State(state): State<AppState>, query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>) -> Result<Json<Value>, ApiError> {
+pub async fn list_documents(
+    State(state): State<AppState>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::bad_request(format!("invalid query string: {e}"), None))?;
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
@@ -431,7 +458,10 @@ pub async fn delete_document(State(state): State<AppState>, Path(id): Path<Strin
 }
 
 /// `POST /v1/documents`
-pub async fn create_document(State(state): State<AppState>, JsonBody(req): JsonBody<NewDocument>) -> Result<Response, ApiError> {
+pub async fn create_document(
+    State(state): State<AppState>,
+    JsonBody(req): JsonBody<NewDocument>,
+) -> Result<Response, ApiError> {
     let source = req.source.trim().to_string();
     if source.is_empty() || source.len() > 512 {
         return Err(ApiError::bad_request("source must be 1 to 512 characters", Some("source")));
@@ -456,7 +486,10 @@ pub async fn create_document(State(state): State<AppState>, JsonBody(req): JsonB
         collection: req.collection,
         label,
         groups: req.groups.map(|g| g.into_iter().map(|s| s.trim().to_lowercase()).filter(|s| !s.is_empty()).collect()),
-        chunk: perimeter_index::ChunkSpec { max_tokens: state.config.ingest.chunk_tokens, overlap_tokens: state.config.ingest.chunk_overlap },
+        chunk: perimeter_index::ChunkSpec {
+            max_tokens: state.config.ingest.chunk_tokens,
+            overlap_tokens: state.config.ingest.chunk_overlap,
+        },
         ..IngestOptions::default()
     };
     let source_name = format!("api:{source}");
@@ -467,7 +500,9 @@ pub async fn create_document(State(state): State<AppState>, JsonBody(req): JsonB
         FileOutcome::Ingested { document_id, .. } => (StatusCode::CREATED, document_id.clone()),
         FileOutcome::Unchanged { document_id } => (StatusCode::OK, document_id.clone()),
         FileOutcome::Skipped { reason } => return Err(ApiError::Unprocessable(reason.clone())),
-        FileOutcome::Failed { error } => return Err(ApiError::Unprocessable(format!("the document could not be ingested: {error}"))),
+        FileOutcome::Failed { error } => {
+            return Err(ApiError::Unprocessable(format!("the document could not be ingested: {error}")))
+        }
     };
     debug_assert_eq!(id, document_id(&options.tenant, &source_name));
     let index = state.index.clone();
@@ -504,7 +539,8 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 /// `GET /metrics`: Prometheus text format.
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let index = state.index.clone();
-    let (documents, chunks) = tokio::task::spawn_blocking(move || index.store().counts()).await.ok().and_then(Result::ok).unwrap_or((0, 0));
+    let (documents, chunks) =
+        tokio::task::spawn_blocking(move || index.store().counts()).await.ok().and_then(Result::ok).unwrap_or((0, 0));
     let body = state.metrics.render(documents, chunks);
     ([("content-type", "text/plain; version=0.0.4")], body).into_response()
 }

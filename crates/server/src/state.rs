@@ -43,11 +43,16 @@ pub enum Engines {
     All,
 }
 
+/// The embedder and, when asked for, the chat model.
+pub type LoadedModels = (Arc<dyn Embedder>, Option<Arc<dyn ChatBackend>>);
+
 /// The embedder and (optionally) the chat model, each verified against its pin first.
-pub fn load_models(config: &Config, engines: Engines) -> Result<(Arc<dyn Embedder>, Option<Arc<dyn ChatBackend>>), LoadError> {
-    let manifest = builtin_manifest().map_err(|e| LoadError::Engine { model: "manifest".into(), reason: e.to_string() })?;
+pub fn load_models(config: &Config, engines: Engines) -> Result<LoadedModels, LoadError> {
+    let manifest =
+        builtin_manifest().map_err(|e| LoadError::Engine { model: "manifest".into(), reason: e.to_string() })?;
     let verified = |name: &str| -> Result<_, LoadError> {
-        let entry = manifest.model(name).map_err(|e| LoadError::Engine { model: name.to_string(), reason: e.to_string() })?;
+        let entry =
+            manifest.model(name).map_err(|e| LoadError::Engine { model: name.to_string(), reason: e.to_string() })?;
         verify(entry, &config.models.dir).map_err(|source| LoadError::Verify { model: name.to_string(), source })
     };
     let embedder: Arc<dyn Embedder> = Arc::new(BertEmbedder::load(&verified(&config.models.embedding)?)?);
@@ -79,12 +84,26 @@ impl AppState {
     /// starting half-ready.
     pub fn load(config: Config, data_dir: &Path) -> Result<Self, StartError> {
         let (embedder, chat) = load_models(&config, Engines::All)?;
-        let chat = chat.ok_or_else(|| LoadError::Engine { model: config.models.chat.clone(), reason: "not loaded".into() })?;
+        let chat =
+            chat.ok_or_else(|| LoadError::Engine { model: config.models.chat.clone(), reason: "not loaded".into() })?;
         let index = open_index(data_dir, embedder.as_ref())?;
         Ok(Self::new(config, data_dir, Arc::new(index), embedder, chat))
     }
 
-    pub fn new(config: Config, data_dir: &Path, index: Arc<Index>, embedder: Arc<dyn Embedder>, chat: Arc<dyn ChatBackend>) -> Self {
-        Self { config: Arc::new(config), data_dir: data_dir.to_path_buf(), index, embedder, chat, metrics: Arc::new(Metrics::default()) }
+    pub fn new(
+        config: Config,
+        data_dir: &Path,
+        index: Arc<Index>,
+        embedder: Arc<dyn Embedder>,
+        chat: Arc<dyn ChatBackend>,
+    ) -> Self {
+        Self {
+            config: Arc::new(config),
+            data_dir: data_dir.to_path_buf(),
+            index,
+            embedder,
+            chat,
+            metrics: Arc::new(Metrics::default()),
+        }
     }
 }

@@ -69,17 +69,19 @@ impl WireMessage {
     /// Converts to a core message. `developer` is OpenAI's newer name for `system`; only text
     /// content is supported.
     pub fn into_core(self, index: usize) -> Result<ChatMessage, ApiError> {
-        let role = match self.role.as_str() {
-            "system" | "developer" => Role::System,
-            "user" => Role::User,
-            "assistant" => Role::Assistant,
-            other => {
-                return Err(ApiError::bad_request(
-                    format!("messages[{index}].role: unsupported role {:?} (expected system, developer, user or assistant)", truncate(other, 32)),
+        let role =
+            match self.role.as_str() {
+                "system" | "developer" => Role::System,
+                "user" => Role::User,
+                "assistant" => Role::Assistant,
+                other => return Err(ApiError::bad_request(
+                    format!(
+                        "messages[{index}].role: unsupported role {:?} (expected system, developer, user or assistant)",
+                        truncate(other, 32)
+                    ),
                     Some("messages"),
-                ))
-            }
-        };
+                )),
+            };
         let content = match self.content {
             None => String::new(),
             Some(WireContent::Text(t)) => t,

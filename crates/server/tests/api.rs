@@ -21,7 +21,8 @@ fn repo_root() -> PathBuf {
 
 fn config() -> Config {
     let mut c = Config::default();
-    c.models.dir = std::env::var_os("PERIMETER_MODELS_DIR").map(PathBuf::from).unwrap_or_else(|| repo_root().join("models"));
+    c.models.dir =
+        std::env::var_os("PERIMETER_MODELS_DIR").map(PathBuf::from).unwrap_or_else(|| repo_root().join("models"));
     c.server.max_body_bytes = 64 * 1024;
     c.generation.max_tokens = 24;
     c
@@ -43,7 +44,8 @@ fn state() -> AppState {
             let report = std::thread::scope(|s| {
                 s.spawn(|| {
                     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-                    rt.block_on(ingest_paths(&index, embedder.as_ref(), &paths, &IngestOptions::default(), &())).unwrap()
+                    rt.block_on(ingest_paths(&index, embedder.as_ref(), &paths, &IngestOptions::default(), &()))
+                        .unwrap()
                 })
                 .join()
                 .unwrap()
@@ -63,7 +65,8 @@ async fn call(req: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Vec<u8>
 }
 
 async fn post(path: &str, body: Value) -> (StatusCode, Value) {
-    let req = Request::post(path).header("content-type", "application/json").body(Body::from(body.to_string())).unwrap();
+    let req =
+        Request::post(path).header("content-type", "application/json").body(Body::from(body.to_string())).unwrap();
     let (status, _, bytes) = call(req).await;
     (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
 }
@@ -110,7 +113,10 @@ async fn chat_answers_with_citations_and_a_decision() {
     assert_eq!(p["level"], "internal");
     assert_eq!(headers["x-perimeter-level"], "internal");
     assert_eq!(headers["x-perimeter-decision"], "route");
-    assert_eq!(body["usage"]["total_tokens"], body["usage"]["prompt_tokens"].as_u64().unwrap() + body["usage"]["completion_tokens"].as_u64().unwrap());
+    assert_eq!(
+        body["usage"]["total_tokens"],
+        body["usage"]["prompt_tokens"].as_u64().unwrap() + body["usage"]["completion_tokens"].as_u64().unwrap()
+    );
     assert!(body["usage"]["prompt_tokens"].as_u64().unwrap() > 100, "sources are in the prompt");
 }
 
@@ -119,7 +125,10 @@ async fn streaming_sends_role_then_content_then_done() {
     let mut request = ask("Where is the clinic and when is it open?");
     request["stream"] = json!(true);
     request["stream_options"] = json!({"include_usage": true});
-    let req = Request::post("/v1/chat/completions").header("content-type", "application/json").body(Body::from(request.to_string())).unwrap();
+    let req = Request::post("/v1/chat/completions")
+        .header("content-type", "application/json")
+        .body(Body::from(request.to_string()))
+        .unwrap();
     let (status, headers, bytes) = call(req).await;
     assert_eq!(status, StatusCode::OK);
     assert!(headers["content-type"].to_str().unwrap().starts_with("text/event-stream"));
@@ -173,13 +182,16 @@ async fn retrieval_off_is_a_plain_gateway() {
 
 #[tokio::test]
 async fn bad_chat_requests_get_specific_errors() {
-    let raw = |body: &'static str| Request::post("/v1/chat/completions").header("content-type", "application/json").body(Body::from(body)).unwrap();
+    let raw = |body: &'static str| {
+        Request::post("/v1/chat/completions").header("content-type", "application/json").body(Body::from(body)).unwrap()
+    };
     for (body, expect) in [("", "invalid_request"), ("{\"model\": ", "invalid_request"), ("[1,2]", "invalid_request")] {
         let (status, _, bytes) = call(raw(body)).await;
         let v: Value = serde_json::from_slice(&bytes).unwrap();
         assert_error(status, &v, StatusCode::BAD_REQUEST, expect);
     }
-    let (s, b) = post("/v1/chat/completions", json!({"model": "gpt-9", "messages": [{"role": "user", "content": "x"}]})).await;
+    let (s, b) =
+        post("/v1/chat/completions", json!({"model": "gpt-9", "messages": [{"role": "user", "content": "x"}]})).await;
     assert_error(s, &b, StatusCode::NOT_FOUND, "model_not_found");
     assert_eq!(b["error"]["param"], "model");
     let (s, b) = post("/v1/chat/completions", json!({"model": "perimeter"})).await;
@@ -187,7 +199,9 @@ async fn bad_chat_requests_get_specific_errors() {
     assert_eq!(b["error"]["param"], "messages");
     let (s, b) = post("/v1/chat/completions", json!({"model": "perimeter", "messages": []})).await;
     assert_error(s, &b, StatusCode::BAD_REQUEST, "invalid_request");
-    let (s, b) = post("/v1/chat/completions", json!({"model": "perimeter", "messages": [{"role": "wizard", "content": "x"}]})).await;
+    let (s, b) =
+        post("/v1/chat/completions", json!({"model": "perimeter", "messages": [{"role": "wizard", "content": "x"}]}))
+            .await;
     assert_error(s, &b, StatusCode::BAD_REQUEST, "invalid_request");
     let mut r = ask("x");
     r["temperature"] = json!(5);
@@ -225,23 +239,30 @@ async fn a_prompt_longer_than_the_context_is_a_clear_400() {
 
 #[tokio::test]
 async fn embeddings_float_and_base64_agree() {
-    let (s, f) = post("/v1/embeddings", json!({"model": "all-minilm-l6-v2", "input": ["annual leave", "clinic hours"]})).await;
+    let (s, f) =
+        post("/v1/embeddings", json!({"model": "all-minilm-l6-v2", "input": ["annual leave", "clinic hours"]})).await;
     assert_eq!(s, StatusCode::OK, "{f}");
     assert_eq!(f["object"], "list");
     let v0: Vec<f32> = serde_json::from_value(f["data"][0]["embedding"].clone()).unwrap();
     assert_eq!(v0.len(), 384);
     assert!((v0.iter().map(|x| x * x).sum::<f32>().sqrt() - 1.0).abs() < 1e-3);
     assert_eq!(f["data"][1]["index"], 1);
-    let (_, b) = post("/v1/embeddings", json!({"model": "perimeter", "input": "annual leave", "encoding_format": "base64"})).await;
+    let (_, b) =
+        post("/v1/embeddings", json!({"model": "perimeter", "input": "annual leave", "encoding_format": "base64"}))
+            .await;
     let bytes = base64::engine::general_purpose::STANDARD.decode(b["data"][0]["embedding"].as_str().unwrap()).unwrap();
     let v: Vec<f32> = bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
     assert!(v.iter().zip(&v0).all(|(a, b)| (a - b).abs() < 1e-5), "same text, same vector, whatever the batch");
     assert!(b["usage"]["prompt_tokens"].as_u64().unwrap() >= 3);
 
-    for bad in [json!({"model": "all-minilm-l6-v2", "input": [[1, 2, 3]]}), json!({"model": "all-minilm-l6-v2", "input": []}),
-                json!({"model": "all-minilm-l6-v2", "input": ""}), json!({"model": "all-minilm-l6-v2"}),
-                json!({"model": "all-minilm-l6-v2", "input": "x", "encoding_format": "hex"}),
-                json!({"model": "all-minilm-l6-v2", "input": "x", "dimensions": 64})] {
+    for bad in [
+        json!({"model": "all-minilm-l6-v2", "input": [[1, 2, 3]]}),
+        json!({"model": "all-minilm-l6-v2", "input": []}),
+        json!({"model": "all-minilm-l6-v2", "input": ""}),
+        json!({"model": "all-minilm-l6-v2"}),
+        json!({"model": "all-minilm-l6-v2", "input": "x", "encoding_format": "hex"}),
+        json!({"model": "all-minilm-l6-v2", "input": "x", "dimensions": 64}),
+    ] {
         let (s, b) = post("/v1/embeddings", bad.clone()).await;
         assert_error(s, &b, StatusCode::BAD_REQUEST, "invalid_request");
     }
@@ -307,8 +328,14 @@ async fn bad_documents_are_refused_and_nothing_is_stored() {
         (json!({"source": "a.pdf", "content_base64": "not base64!"}), StatusCode::BAD_REQUEST),
         (json!({"source": "", "content": "x"}), StatusCode::BAD_REQUEST),
         (json!({"source": "a.md", "content": "x", "owner": "me"}), StatusCode::BAD_REQUEST),
-        (json!({"source": "broken.docx", "content_base64": base64::engine::general_purpose::STANDARD.encode(b"PK\x03\x04garbage")}), StatusCode::UNPROCESSABLE_ENTITY),
-        (json!({"source": "broken.pdf", "content_base64": base64::engine::general_purpose::STANDARD.encode(b"%PDF-1.7\n1 0 obj <<")}), StatusCode::UNPROCESSABLE_ENTITY),
+        (
+            json!({"source": "broken.docx", "content_base64": base64::engine::general_purpose::STANDARD.encode(b"PK\x03\x04garbage")}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            json!({"source": "broken.pdf", "content_base64": base64::engine::general_purpose::STANDARD.encode(b"%PDF-1.7\n1 0 obj <<")}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
         (json!({"source": "blank.md", "content": "   \n\n  "}), StatusCode::UNPROCESSABLE_ENTITY),
     ];
     for (doc, expect) in cases {
@@ -317,7 +344,8 @@ async fn bad_documents_are_refused_and_nothing_is_stored() {
         assert!(b["error"]["message"].is_string(), "{b}");
     }
     let after: Value = serde_json::from_slice(&get("/v1/documents").await.1).unwrap();
-    let ids = |v: &Value| v["data"].as_array().unwrap().iter().map(|d| d["id"].clone()).filter(|i| i.is_string()).count();
+    let ids =
+        |v: &Value| v["data"].as_array().unwrap().iter().map(|d| d["id"].clone()).filter(|i| i.is_string()).count();
     assert!(ids(&after) <= ids(&before) + 1, "only concurrent tests' documents may appear");
     assert!(!after.to_string().contains("broken"), "{after}");
     let (s, b) = get("/v1/documents?limit=0").await;
@@ -339,7 +367,17 @@ async fn health_metrics_models_and_openapi() {
     let (s, b) = get("/openapi.json").await;
     assert_eq!(s, StatusCode::OK);
     let spec: Value = serde_json::from_slice(&b).unwrap();
-    for path in ["/v1/chat/completions", "/v1/embeddings", "/v1/models", "/v1/documents", "/v1/documents/{id}", "/healthz", "/readyz", "/metrics", "/openapi.json"] {
+    for path in [
+        "/v1/chat/completions",
+        "/v1/embeddings",
+        "/v1/models",
+        "/v1/documents",
+        "/v1/documents/{id}",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/openapi.json",
+    ] {
         assert!(spec["paths"].get(path).is_some(), "{path} missing from openapi.json");
     }
     let _ = get("/healthz").await;

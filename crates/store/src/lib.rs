@@ -112,7 +112,12 @@ pub trait Store: Send + Sync {
     /// Deletes a document and its chunks; `None` if there was no such document.
     fn delete_document(&self, id: &DocumentId) -> Result<Option<i64>, StoreError>;
     /// Documents the filter admits, ordered by source.
-    fn list_documents(&self, filter: &AccessFilter, limit: usize, offset: usize) -> Result<Vec<DocumentRecord>, StoreError>;
+    fn list_documents(
+        &self,
+        filter: &AccessFilter,
+        limit: usize,
+        offset: usize,
+    ) -> Result<Vec<DocumentRecord>, StoreError>;
     fn chunks_by_keys(&self, keys: &[i64]) -> Result<Vec<StoredChunk>, StoreError>;
     fn document_chunks(&self, id: &DocumentId) -> Result<Vec<StoredChunk>, StoreError>;
     fn document_vectors(&self, id: &DocumentId) -> Result<Vec<VectorRow>, StoreError>;

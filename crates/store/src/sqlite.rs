@@ -93,12 +93,17 @@ impl SqliteStore {
         conn.pragma_update(None, "foreign_keys", "ON").map_err(db)?;
         conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(db)?;
         conn.execute_batch(SCHEMA).map_err(db)?;
-        let version: Option<String> =
-            conn.query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |r| r.get(0)).optional().map_err(db)?;
+        let version: Option<String> = conn
+            .query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |r| r.get(0))
+            .optional()
+            .map_err(db)?;
         match version {
             None => {
-                conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', ?1)", [SCHEMA_VERSION.to_string()])
-                    .map_err(db)?;
+                conn.execute(
+                    "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)",
+                    [SCHEMA_VERSION.to_string()],
+                )
+                .map_err(db)?;
             }
             Some(v) => {
                 let found = v.parse::<i64>().unwrap_or(-1);
@@ -296,7 +301,12 @@ impl Store for SqliteStore {
         Ok(Some(generation))
     }
 
-    fn list_documents(&self, filter: &AccessFilter, limit: usize, offset: usize) -> Result<Vec<DocumentRecord>, StoreError> {
+    fn list_documents(
+        &self,
+        filter: &AccessFilter,
+        limit: usize,
+        offset: usize,
+    ) -> Result<Vec<DocumentRecord>, StoreError> {
         // Collections and groups are few per request; filter them here, tenant in SQL.
         let conn = self.conn();
         let mut stmt = conn
@@ -325,7 +335,9 @@ impl Store for SqliteStore {
     fn chunks_by_keys(&self, keys: &[i64]) -> Result<Vec<StoredChunk>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn
-            .prepare_cached(&format!("SELECT {CHUNK_COLUMNS} FROM chunks c JOIN documents d ON d.id = c.document_id WHERE c.key = ?1"))
+            .prepare_cached(&format!(
+                "SELECT {CHUNK_COLUMNS} FROM chunks c JOIN documents d ON d.id = c.document_id WHERE c.key = ?1"
+            ))
             .map_err(db)?;
         let mut out = Vec::with_capacity(keys.len());
         for key in keys {
@@ -349,7 +361,8 @@ impl Store for SqliteStore {
 
     fn document_vectors(&self, id: &DocumentId) -> Result<Vec<VectorRow>, StoreError> {
         let conn = self.conn();
-        let mut stmt = conn.prepare(&format!("{VECTOR_SELECT} WHERE c.document_id = ?1 ORDER BY c.ordinal")).map_err(db)?;
+        let mut stmt =
+            conn.prepare(&format!("{VECTOR_SELECT} WHERE c.document_id = ?1 ORDER BY c.ordinal")).map_err(db)?;
         let rows = stmt.query_map([&id.0], vector_from_row).map_err(db)?;
         rows.collect::<Result<Vec<_>, _>>().map_err(db)
     }
@@ -360,8 +373,9 @@ impl Store for SqliteStore {
 
     fn changes_since(&self, generation: i64) -> Result<Changes, StoreError> {
         let conn = self.conn();
-        let mut stmt =
-            conn.prepare("SELECT generation, document_id, kind FROM changes WHERE generation > ?1 ORDER BY generation").map_err(db)?;
+        let mut stmt = conn
+            .prepare("SELECT generation, document_id, kind FROM changes WHERE generation > ?1 ORDER BY generation")
+            .map_err(db)?;
         let rows = stmt
             .query_map([generation], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))
             .map_err(db)?;
@@ -458,7 +472,7 @@ mod tests {
         let vectors = s.document_vectors(&DocumentId("a".into())).unwrap();
         assert_eq!(vectors[0].embedding, vec![0.5, -0.25, 1.0]);
 
-        assert_eq!(s.delete_document(&DocumentId("b".into())).unwrap().is_some(), true);
+        assert!(s.delete_document(&DocumentId("b".into())).unwrap().is_some());
         assert_eq!(s.delete_document(&DocumentId("b".into())).unwrap(), None);
         let changes = s.changes_since(g1).unwrap();
         assert_eq!(changes.upserted, vec![DocumentId("a".into())]);

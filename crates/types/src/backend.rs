@@ -91,7 +91,9 @@ pub type TokenSink = Box<dyn FnMut(&str) -> bool + Send>;
 /// Why a backend could not produce an answer. Messages never contain prompt text.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BackendError {
-    #[error("the prompt has {prompt_tokens} tokens but the model's context holds {context} (including room for the answer)")]
+    #[error(
+        "the prompt has {prompt_tokens} tokens but the model's context holds {context} (including room for the answer)"
+    )]
     ContextTooLong { prompt_tokens: usize, context: usize },
     #[error("invalid request: {0}")]
     InvalidRequest(String),

@@ -9,11 +9,10 @@ mod level;
 mod retrieval;
 
 pub use backend::{
-    BackendError, ChatBackend, ChatMessage, ChatOutcome, ChatRequest, EmbedError, Embedder,
-    Embeddings, FinishReason, GenerationParams, Role, Timings, TokenSink, Usage,
+    BackendError, ChatBackend, ChatMessage, ChatOutcome, ChatRequest, EmbedError, Embedder, Embeddings, FinishReason,
+    GenerationParams, Role, Timings, TokenSink, Usage,
 };
 pub use level::{Level, ParseLevelError};
 pub use retrieval::{
-    AccessFilter, Citation, DocumentId, Passage, RetrievalError, RetrievalQuery, Retriever,
-    DEFAULT_TENANT,
+    AccessFilter, Citation, DocumentId, Passage, RetrievalError, RetrievalQuery, Retriever, DEFAULT_TENANT,
 };

@@ -34,6 +34,9 @@ pub struct AskArgs {
     /// Raise the request's sensitivity level (like the x-perimeter-level header).
     #[arg(long)]
     level: Option<Level>,
+    /// Pseudonymise the prompt before the model sees it, and restore the answer.
+    #[arg(long)]
+    redact: bool,
 }
 
 pub fn run(config: Config, data_dir: &Path, args: AskArgs) -> Result<i32> {
@@ -58,6 +61,7 @@ pub fn run(config: Config, data_dir: &Path, args: AskArgs) -> Result<i32> {
         collection: args.collection,
         top_k: args.top_k,
         requested_level: args.level,
+        redact: args.redact,
     };
     let prepared = rt.block_on(prepare(&state, input)).map_err(|e| anyhow::anyhow!("{e}"))?;
     let stream = !args.json;
@@ -70,21 +74,40 @@ pub fn run(config: Config, data_dir: &Path, args: AskArgs) -> Result<i32> {
             prepared.citations.len()
         );
     }
+    // Tokens come from the model's worker thread through a channel; this thread restores
+    // placeholders (when the prompt was pseudonymised) and prints. Dropping the receiver (a
+    // closed stdout, e.g. piped into `head`) stops generation.
     let chat = Arc::clone(&state.chat);
-    let outcome = rt
-        .block_on(chat.chat(
-            prepared.request.clone(),
-            Box::new(move |piece: &str| {
-                if stream {
-                    let mut out = std::io::stdout().lock();
-                    // A closed stdout (e.g. piped into `head`) stops generation.
-                    out.write_all(piece.as_bytes()).and_then(|_| out.flush()).is_ok()
-                } else {
-                    true
-                }
-            }),
-        ))
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let generation = rt.spawn({
+        let request = prepared.request.clone();
+        async move { chat.chat(request, Box::new(move |piece: &str| tx.send(piece.to_string()).is_ok())).await }
+    });
+    let mut restorer = prepared.mapping.as_ref().map(perimeter_redact::Restorer::new);
+    let print = |text: &str| -> bool {
+        if !stream || text.is_empty() {
+            return true;
+        }
+        let mut out = std::io::stdout().lock();
+        out.write_all(text.as_bytes()).and_then(|_| out.flush()).is_ok()
+    };
+    for piece in rx.iter() {
+        let text = match restorer.as_mut() {
+            Some(r) => r.push(&piece),
+            None => piece,
+        };
+        if !print(&text) {
+            break;
+        }
+    }
+    drop(rx);
+    if let Some(r) = restorer {
+        print(&r.finish());
+    }
+    let mut outcome = rt.block_on(generation)?.map_err(|e| anyhow::anyhow!("{e}"))?;
+    if let Some(mapping) = &prepared.mapping {
+        outcome.text = perimeter_redact::restore(&outcome.text, mapping);
+    }
     if args.json {
         let body = serde_json::json!({
             "answer": outcome.text,

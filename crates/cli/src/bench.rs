@@ -50,6 +50,18 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 5)]
         runs: usize,
     },
+    /// Detector throughput (MB/s, one core) on prose without findings and on finding-dense text,
+    /// and latency for 2 KB prompts.
+    Detect {
+        /// Labelled corpus whose texts make the finding-dense input.
+        #[arg(long, default_value = "tests/data/detect/corpus.jsonl")]
+        dense: PathBuf,
+        /// Folder whose paragraphs without findings make the prose input.
+        #[arg(long, default_value = "examples/corpus")]
+        prose: PathBuf,
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
     /// Hybrid retrieval latency over a synthetic store of N chunks (no generation).
     Retrieval {
         #[arg(long, default_value_t = 100_000)]
@@ -65,6 +77,7 @@ pub enum BenchCommand {
 pub fn run(config: &Config, data_dir: &std::path::Path, cmd: BenchCommand) -> Result<i32> {
     match cmd {
         BenchCommand::Rag { question, runs } => rag(config, data_dir, &question, runs),
+        BenchCommand::Detect { dense, prose, runs } => detect(&dense, &prose, runs),
         BenchCommand::Embed { sentences, runs, words, dump } => embed(config, sentences, runs, words, dump),
         BenchCommand::Generate { prompt_tokens, new_tokens, runs } => generate(config, prompt_tokens, new_tokens, runs),
         BenchCommand::Retrieval { chunks, queries, dir } => retrieval(chunks, queries, dir),
@@ -274,6 +287,7 @@ fn rag(config: &Config, data_dir: &std::path::Path, question: &str, runs: usize)
             collection: None,
             top_k: Some(5),
             requested_level: None,
+            redact: false,
         };
         let prepared =
             rt.block_on(perimeter_server::pipeline::prepare(&state, input)).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -297,6 +311,90 @@ fn rag(config: &Config, data_dir: &std::path::Path, question: &str, runs: usize)
         ttft.push(first_ms);
     }
     println!("time to first token: {} ms", range(&ttft));
+    Ok(0)
+}
+
+fn detect(dense: &std::path::Path, prose: &std::path::Path, runs: usize) -> Result<i32> {
+    if runs == 0 {
+        bail!("--runs must be positive");
+    }
+    let detector = perimeter_detect::Detector::new()?;
+    // Prose: paragraphs of the sample corpus in which the detector finds nothing, repeated to 8 MB.
+    let mut paragraphs = Vec::new();
+    for entry in walkdir::WalkDir::new(prose).sort_by_file_name().into_iter().filter_map(Result::ok) {
+        if entry.file_type().is_file() && entry.path().extension().is_some_and(|e| e == "md" || e == "txt") {
+            let text = std::fs::read_to_string(entry.path())?;
+            paragraphs.extend(
+                text.split("\n\n").filter(|p| p.len() > 80 && detector.detect(p).is_empty()).map(str::to_string),
+            );
+        }
+    }
+    if paragraphs.is_empty() {
+        bail!("no finding-free paragraphs under {}", prose.display());
+    }
+    let mut clean = String::new();
+    while clean.len() < 8 << 20 {
+        for p in &paragraphs {
+            clean.push_str(p);
+            clean.push_str("\n\n");
+        }
+    }
+    // Finding-dense: the labelled corpus's texts, repeated to 8 MB.
+    let mut texts = Vec::new();
+    for line in std::fs::read_to_string(dense).with_context(|| format!("could not read {}", dense.display()))?.lines() {
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
+            if let Some(t) = v["text"].as_str() {
+                texts.push(t.to_string());
+            }
+        }
+    }
+    let mut dense_text = String::new();
+    while dense_text.len() < 8 << 20 && !texts.is_empty() {
+        for t in &texts {
+            dense_text.push_str(t);
+            dense_text.push_str("\n\n");
+        }
+    }
+    println!(
+        "detector: {} paragraphs of finding-free prose, {} labelled texts; {runs} runs, one thread",
+        paragraphs.len(),
+        texts.len()
+    );
+    for (name, text) in [("prose without findings", &clean), ("finding-dense text", &dense_text)] {
+        // Warm-up (one untimed pass): the regex engines build their automata lazily, and the
+        // first pass over a new input was about three times slower.
+        std::hint::black_box(detector.detect(text).len());
+        let mut rates = Vec::new();
+        let mut found = 0;
+        for _ in 0..runs {
+            let t = Instant::now();
+            found = detector.detect(text).len();
+            rates.push(text.len() as f64 / 1e6 / t.elapsed().as_secs_f64());
+        }
+        println!("  {name}: {:.1} MB, {found} findings, {} MB/s", text.len() as f64 / 1e6, range(&rates));
+    }
+    // 2 KB prompts: windows of the dense text (a worst case) and of prose.
+    for (name, text) in [("2 KB prose prompt", &clean), ("2 KB finding-dense prompt", &dense_text)] {
+        let mut lat = Vec::new();
+        let mut at = 0;
+        for _ in 0..2000 {
+            let mut end = (at + 2048).min(text.len());
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            let prompt = &text[at..end];
+            let t = Instant::now();
+            let n = detector.detect(prompt).len();
+            lat.push(t.elapsed().as_secs_f64() * 1e6);
+            std::hint::black_box(n);
+            at = if end + 2048 >= text.len() { 0 } else { end };
+            while !text.is_char_boundary(at) {
+                at += 1;
+            }
+        }
+        lat.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+        println!("  {name}: P50 {:.1} µs, P99 {:.1} µs", lat[lat.len() / 2], lat[lat.len() * 99 / 100]);
+    }
     Ok(0)
 }
 
@@ -342,6 +440,7 @@ fn retrieval(chunks: usize, queries: usize, dir: Option<PathBuf>) -> Result<i32>
                     page_start: None,
                     page_end: None,
                     token_count: 70,
+                    entities: Default::default(),
                     embedding: unit_vector(&mut rng, DIMS),
                 })
                 .collect();
@@ -351,6 +450,8 @@ fn retrieval(chunks: usize, queries: usize, dir: Option<PathBuf>) -> Result<i32>
                 source: format!("synthetic/{d}.md"),
                 collection: if d % 2 == 0 { "even" } else { "odd" }.into(),
                 label: Level::Internal,
+                level: Level::Internal,
+                entities: Default::default(),
                 groups: vec![format!("g{}", d % 4)],
                 title: format!("Synthetic {d}"),
                 format: "markdown".into(),

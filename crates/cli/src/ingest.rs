@@ -99,8 +99,15 @@ pub fn run(config: &Config, data_dir: &Path, args: IngestArgs) -> Result<i32> {
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let progress = Bar { bar, started: Instant::now(), totals: Mutex::new((0, 0)) };
-    let report =
-        rt.block_on(perimeter_index::ingest_paths(&index, embedder.as_ref(), &args.paths, &options, &progress))?;
+    let detector = perimeter_detect::Detector::new()?;
+    let report = rt.block_on(perimeter_index::ingest_paths(
+        &index,
+        embedder.as_ref(),
+        &detector,
+        &args.paths,
+        &options,
+        &progress,
+    ))?;
     progress.bar.finish_and_clear();
 
     let secs = report.seconds.max(1e-3);

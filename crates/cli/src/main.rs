@@ -4,7 +4,9 @@
 mod ask;
 mod bench;
 mod eval;
+mod eval_detect;
 mod ingest;
+mod scan;
 
 use std::path::PathBuf;
 
@@ -50,6 +52,12 @@ enum Command {
     /// Benchmarks (see BENCHMARKS.md).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Precision and recall of the sensitive-data detector on a labelled corpus.
+    EvalDetect(eval_detect::EvalDetectArgs),
+    /// Find sensitive data (PII, PHI, payment data, secrets) in a file or standard input.
+    Detect(scan::DetectArgs),
+    /// Replace sensitive data with typed placeholders (<EMAIL_1>, <IBAN_1>, …).
+    Redact(scan::RedactArgs),
     /// Model files.
     #[command(subcommand)]
     Models(ModelsCommand),
@@ -117,6 +125,9 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Ingest(args) => ingest::run(&config, &cli.data_dir, args),
         Command::Ask(args) => ask::run(config, &cli.data_dir, args),
         Command::Eval(args) => eval::run(&config, &cli.data_dir, args),
+        Command::EvalDetect(args) => eval_detect::run(args),
+        Command::Detect(args) => scan::detect(args),
+        Command::Redact(args) => scan::redact(args),
         Command::Bench(cmd) => bench::run(&config, &cli.data_dir, cmd),
         Command::Models(ModelsCommand::Verify) => {
             let manifest = perimeter_runtime::builtin_manifest()?;

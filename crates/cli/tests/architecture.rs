@@ -9,8 +9,15 @@ use std::process::Command;
 use serde_json::Value;
 
 /// Crates that must stay pure: values in, values out.
-const PURE: &[&str] =
-    &["perimeter-types", "perimeter-retrieval", "perimeter-core", "perimeter-provenance", "perimeter-extract"];
+const PURE: &[&str] = &[
+    "perimeter-types",
+    "perimeter-retrieval",
+    "perimeter-core",
+    "perimeter-provenance",
+    "perimeter-extract",
+    "perimeter-detect",
+    "perimeter-redact",
+];
 /// Crates that do IO; none may appear among the pure crates' normal dependencies, directly or not.
 const IO_CRATES: &[&str] = &[
     "tokio",

@@ -87,6 +87,8 @@ mod tests {
             title: format!("Title {id}"),
             collection: "default".into(),
             label: Level::Internal,
+            level: Level::Internal,
+            entities: Default::default(),
             text: text.into(),
             score: 0.5,
         }

@@ -10,14 +10,17 @@ use std::time::Instant;
 
 use perimeter_extract::{chunk, extract, Chunk, ChunkSpec, Extracted, Format};
 use perimeter_store::{DocumentRecord, NewChunk};
-use perimeter_types::{DocumentId, Embedder, Level, DEFAULT_TENANT};
+use std::collections::BTreeMap;
+
+use perimeter_detect::{Detector, Finding};
+use perimeter_types::{DocumentId, Embedder, EntityKind, Level, DEFAULT_TENANT};
 use sha2::{Digest, Sha256};
 
 use crate::{Index, IndexError};
 
 /// Changes whenever extraction or chunking changes what a file turns into; a document ingested
 /// by another version is re-ingested even if its bytes did not change.
-pub const PIPELINE_VERSION: &str = "perimeter-ingest/1";
+pub const PIPELINE_VERSION: &str = "perimeter-ingest/2";
 
 /// Files larger than this are refused (and reported), not read.
 const MAX_FILE_BYTES: u64 = 256 * 1024 * 1024;
@@ -52,10 +55,22 @@ impl Default for IngestOptions {
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum FileOutcome {
-    Ingested { document_id: DocumentId, chunks: usize, tokens: usize },
-    Unchanged { document_id: DocumentId },
-    Skipped { reason: String },
-    Failed { error: String },
+    Ingested {
+        document_id: DocumentId,
+        chunks: usize,
+        tokens: usize,
+        level: Level,
+        entities: BTreeMap<EntityKind, u32>,
+    },
+    Unchanged {
+        document_id: DocumentId,
+    },
+    Skipped {
+        reason: String,
+    },
+    Failed {
+        error: String,
+    },
 }
 
 /// Progress notifications, for a progress bar.
@@ -127,6 +142,8 @@ struct Pending {
     source: String,
     record: DocumentRecord,
     chunks: Vec<Chunk>,
+    /// Per chunk: kinds and counts of the findings that overlap it.
+    chunk_entities: Vec<BTreeMap<EntityKind, u32>>,
     pages: Vec<std::ops::Range<usize>>,
 }
 
@@ -134,6 +151,7 @@ struct Pending {
 pub async fn ingest_paths(
     index: &Index,
     embedder: &dyn Embedder,
+    detector: &Detector,
     paths: &[PathBuf],
     options: &IngestOptions,
     progress: &dyn IngestProgress,
@@ -165,7 +183,7 @@ pub async fn ingest_paths(
             let path = entry.path();
             let source = display_source(path);
             let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
-            match prepare_file(index, embedder, path, &source, size, options) {
+            match prepare_file(index, embedder, detector, path, &source, size, options) {
                 Ok(Prepared::Done(outcome)) => {
                     progress.on_event(IngestEvent::FileDone { source: &source, bytes: size, outcome: &outcome });
                     report.record(source, outcome);
@@ -194,12 +212,13 @@ pub async fn ingest_paths(
 pub async fn ingest_bytes(
     index: &Index,
     embedder: &dyn Embedder,
+    detector: &Detector,
     source: &str,
     format: Format,
     bytes: &[u8],
     options: &IngestOptions,
 ) -> Result<FileOutcome, IndexError> {
-    let outcome = match prepare_bytes(index, embedder, source, format, bytes, options) {
+    let outcome = match prepare_bytes(index, embedder, detector, source, format, bytes, options) {
         Ok(Prepared::Done(outcome)) => outcome,
         Ok(Prepared::Pending(p)) => {
             let mut report = IngestReport::default();
@@ -237,6 +256,7 @@ fn display_source(path: &Path) -> String {
 fn prepare_file(
     index: &Index,
     embedder: &dyn Embedder,
+    detector: &Detector,
     path: &Path,
     source: &str,
     size: u64,
@@ -252,12 +272,13 @@ fn prepare_file(
         return Err(format!("file is {size} bytes, over the {MAX_FILE_BYTES}-byte limit"));
     }
     let bytes = std::fs::read(path).map_err(|e| format!("could not read the file: {e}"))?;
-    prepare_bytes(index, embedder, source, format, &bytes, options)
+    prepare_bytes(index, embedder, detector, source, format, &bytes, options)
 }
 
 fn prepare_bytes(
     index: &Index,
     embedder: &dyn Embedder,
+    detector: &Detector,
     source: &str,
     format: Format,
     bytes: &[u8],
@@ -300,12 +321,20 @@ fn prepare_bytes(
     if chunks.is_empty() {
         return Err("the document has no text to index".into());
     }
+    // Detection runs once over the whole text; each chunk then counts the findings it overlaps,
+    // so a value split by a chunk boundary still marks both chunks.
+    let findings = detector.detect(&text);
+    let entities = perimeter_detect::kind_counts(&findings).into_iter().map(|(k, n)| (k, n as u32)).collect();
+    let level = perimeter_detect::level_of(&findings).map_or(label, |found| found.max(label));
+    let chunk_entities = chunks.iter().map(|c| overlapping(&findings, c.start, c.end)).collect();
     let record = DocumentRecord {
         id,
         tenant: options.tenant.clone(),
         source: source.to_string(),
         collection,
         label,
+        level,
+        entities,
         groups,
         title,
         format: format.as_str().to_string(),
@@ -316,7 +345,7 @@ fn prepare_bytes(
         ingested_at: now_rfc3339(),
         pipeline_version,
     };
-    Ok(Prepared::Pending(Box::new(Pending { source: source.to_string(), record, chunks, pages })))
+    Ok(Prepared::Pending(Box::new(Pending { source: source.to_string(), record, chunks, chunk_entities, pages })))
 }
 
 /// Embeds every pending document's chunks in one call and writes each document.
@@ -342,7 +371,9 @@ async fn flush(
     for p in pending.drain(..) {
         let mut rows = Vec::with_capacity(p.chunks.len());
         let mut tokens = 0usize;
-        for (ordinal, (c, embedding)) in p.chunks.iter().zip(vectors.by_ref()).enumerate() {
+        for (ordinal, ((c, embedding), entities)) in
+            p.chunks.iter().zip(vectors.by_ref()).zip(&p.chunk_entities).enumerate()
+        {
             tokens += c.token_count;
             let (page_start, page_end) = page_range(&p.pages, c.start, c.end);
             rows.push(NewChunk {
@@ -355,17 +386,33 @@ async fn flush(
                 page_start,
                 page_end,
                 token_count: c.token_count as u32,
+                entities: entities.clone(),
                 embedding,
             });
         }
         let outcome = match index.store().replace_document(&p.record, &rows) {
-            Ok(_) => FileOutcome::Ingested { document_id: p.record.id.clone(), chunks: rows.len(), tokens },
+            Ok(_) => FileOutcome::Ingested {
+                document_id: p.record.id.clone(),
+                chunks: rows.len(),
+                tokens,
+                level: p.record.level,
+                entities: p.record.entities.clone(),
+            },
             Err(e) => FileOutcome::Failed { error: e.to_string() },
         };
         progress.on_event(IngestEvent::FileDone { source: &p.source, bytes: p.record.bytes, outcome: &outcome });
         report.record(p.source, outcome);
     }
     Ok(())
+}
+
+/// Kinds and counts of the findings that overlap `start..end`.
+fn overlapping(findings: &[Finding], start: usize, end: usize) -> BTreeMap<EntityKind, u32> {
+    let mut out = BTreeMap::new();
+    for f in findings.iter().filter(|f| f.start < end && f.end > start) {
+        *out.entry(f.kind).or_insert(0) += 1;
+    }
+    out
 }
 
 /// What the embedder sees for a chunk: its document title and section, then its text.

@@ -125,6 +125,8 @@ impl Index {
                 title: c.title.clone(),
                 collection: c.collection.clone(),
                 label: c.label,
+                level: c.level,
+                entities: c.entities.clone(),
                 text: c.text.clone(),
                 score,
             });

@@ -25,6 +25,8 @@ fn add(store: &dyn Store, id: &str, collection: &str, groups: &[&str], text: &st
         source: format!("{id}.md"),
         collection: collection.into(),
         label: Level::Internal,
+        level: Level::Internal,
+        entities: Default::default(),
         groups: groups.iter().map(|g| g.to_string()).collect(),
         title: id.into(),
         format: "markdown".into(),
@@ -45,6 +47,7 @@ fn add(store: &dyn Store, id: &str, collection: &str, groups: &[&str], text: &st
         page_start: None,
         page_end: None,
         token_count: 5,
+        entities: Default::default(),
         embedding: vector,
     };
     store.replace_document(&doc, &[chunk]).unwrap();

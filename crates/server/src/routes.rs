@@ -137,6 +137,7 @@ pub fn chat_input(
         collection: ext.collection,
         top_k: ext.top_k,
         requested_level: requested_level(headers)?,
+        redact: ext.redact.unwrap_or(false),
     };
     let include_usage = req.stream_options.map(|o| o.include_usage).unwrap_or(false);
     Ok((model, input, req.stream, include_usage))
@@ -156,6 +157,11 @@ fn perimeter_headers(prepared: &Prepared) -> [(&'static str, HeaderValue); 3] {
 
 pub fn perimeter_info(prepared: &Prepared, usage: Option<WireUsage>) -> PerimeterInfo {
     PerimeterInfo {
+        entities: crate::wire::Entities {
+            query: prepared.classification.query_entities.clone(),
+            passages: prepared.classification.passage_entities.clone(),
+        },
+        pseudonymised: prepared.mapping.as_ref().map_or(0, |m| m.len()),
         level: prepared.plan.level,
         decision: prepared.plan.decision,
         backend: prepared.plan.backend.clone(),
@@ -203,6 +209,10 @@ pub async fn chat_completions(
                 }),
             )
             .await?;
+        let mut outcome = outcome;
+        if let Some(mapping) = &prepared.mapping {
+            outcome.text = perimeter_redact::restore(&outcome.text, mapping);
+        }
         if let Some(t) = first.get() {
             state.metrics.first_token_seconds.observe(t.duration_since(started).as_secs_f64());
         }
@@ -236,25 +246,49 @@ pub async fn chat_completions(
         Done(Result<ChatOutcome, ApiError>),
     }
     let (tx, rx) = mpsc::unbounded_channel::<Ev>();
-    let token_tx = tx.clone();
+    let (raw_tx, mut raw_rx) = mpsc::unbounded_channel::<String>();
     let backend = state.chat.clone();
     let request = prepared.request.clone();
     let metrics_state = state.clone();
+    let mapping = prepared.mapping.clone();
     tokio::spawn(async move {
         let mut first = true;
-        let result = backend
-            .chat(
-                request,
-                Box::new(move |piece: &str| {
-                    if first {
-                        first = false;
-                        metrics_state.metrics.first_token_seconds.observe(started.elapsed().as_secs_f64());
-                    }
-                    token_tx.send(Ev::Token(piece.to_string())).is_ok()
-                }),
-            )
-            .await
-            .map_err(ApiError::from);
+        let generate = backend.chat(
+            request,
+            Box::new(move |piece: &str| {
+                if first {
+                    first = false;
+                    metrics_state.metrics.first_token_seconds.observe(started.elapsed().as_secs_f64());
+                }
+                raw_tx.send(piece.to_string()).is_ok()
+            }),
+        );
+        // Placeholders may be split across tokens: the restorer holds back a possible prefix.
+        let mut restorer = mapping.as_ref().map(perimeter_redact::Restorer::new);
+        let forward = async {
+            while let Some(piece) = raw_rx.recv().await {
+                let text = match restorer.as_mut() {
+                    Some(r) => r.push(&piece),
+                    None => piece,
+                };
+                if !text.is_empty() && tx.send(Ev::Token(text)).is_err() {
+                    // The client went away: stop reading so the sink reports it to the model.
+                    break;
+                }
+            }
+            drop(raw_rx);
+        };
+        let (result, ()) = tokio::join!(generate, forward);
+        let mut result = result.map_err(ApiError::from);
+        if let Some(r) = restorer {
+            let rest = r.finish();
+            if !rest.is_empty() {
+                let _ = tx.send(Ev::Token(rest));
+            }
+        }
+        if let (Ok(outcome), Some(mapping)) = (&mut result, &mapping) {
+            outcome.text = perimeter_redact::restore(&outcome.text, mapping);
+        }
         let _ = tx.send(Ev::Done(result));
     });
 
@@ -402,7 +436,7 @@ fn document_json(d: &perimeter_store::DocumentRecord) -> Value {
         "id": d.id, "object": "document", "source": d.source, "title": d.title, "collection": d.collection,
         "label": d.label, "groups": d.groups, "format": d.format, "content_sha256": d.content_sha256,
         "bytes": d.bytes, "pages": d.pages, "chunks": d.chunk_count, "ingested_at": d.ingested_at,
-        "pipeline_version": d.pipeline_version,
+        "pipeline_version": d.pipeline_version, "level": d.level, "entities": d.entities,
     })
 }
 
@@ -493,9 +527,18 @@ pub async fn create_document(
         ..IngestOptions::default()
     };
     let source_name = format!("api:{source}");
-    let outcome = ingest_bytes(&state.index, state.embedder.as_ref(), &source_name, format, &bytes, &options)
+    // Parsing, chunking and the index commit block; keep them off the async workers.
+    let outcome = {
+        let (index, embedder, detector) = (state.index.clone(), state.embedder.clone(), state.detector.clone());
+        let (source_name, options) = (source_name.clone(), options.clone());
+        let handle = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || {
+            handle.block_on(ingest_bytes(&index, embedder.as_ref(), &detector, &source_name, format, &bytes, &options))
+        })
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?
+    };
     let (status, id) = match &outcome {
         FileOutcome::Ingested { document_id, .. } => (StatusCode::CREATED, document_id.clone()),
         FileOutcome::Unchanged { document_id } => (StatusCode::OK, document_id.clone()),

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use perimeter_config::Config;
+use perimeter_detect::Detector;
 use perimeter_index::Index;
 use perimeter_runtime::{builtin_manifest, verify, BertEmbedder, EmbeddedChat, LlmOptions, LoadError};
 use perimeter_store::{SqliteStore, Store};
@@ -23,6 +24,7 @@ pub struct AppState {
     pub index: Arc<Index>,
     pub embedder: Arc<dyn Embedder>,
     pub chat: Arc<dyn ChatBackend>,
+    pub detector: Arc<Detector>,
     pub metrics: Arc<Metrics>,
 }
 
@@ -34,6 +36,8 @@ pub enum StartError {
     Index(#[from] perimeter_index::IndexError),
     #[error("{0}")]
     Store(#[from] perimeter_store::StoreError),
+    #[error("the sensitive-data detector could not start: {0}")]
+    Detect(#[from] perimeter_detect::DetectError),
 }
 
 /// Which engines to load: ingestion needs only the embedder.
@@ -87,7 +91,7 @@ impl AppState {
         let chat =
             chat.ok_or_else(|| LoadError::Engine { model: config.models.chat.clone(), reason: "not loaded".into() })?;
         let index = open_index(data_dir, embedder.as_ref())?;
-        Ok(Self::new(config, data_dir, Arc::new(index), embedder, chat))
+        Ok(Self::new(config, data_dir, Arc::new(index), embedder, chat, Arc::new(Detector::new()?)))
     }
 
     pub fn new(
@@ -96,6 +100,7 @@ impl AppState {
         index: Arc<Index>,
         embedder: Arc<dyn Embedder>,
         chat: Arc<dyn ChatBackend>,
+        detector: Arc<Detector>,
     ) -> Self {
         Self {
             config: Arc::new(config),
@@ -103,6 +108,7 @@ impl AppState {
             index,
             embedder,
             chat,
+            detector,
             metrics: Arc::new(Metrics::default()),
         }
     }

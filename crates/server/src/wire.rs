@@ -1,7 +1,9 @@
 //! OpenAI wire types, converted by hand into Perimeter's core types. Unknown request fields are
 //! accepted and ignored, as OpenAI clients send many optional ones.
 
-use perimeter_types::{ChatMessage, Citation, Level, Role, Usage};
+use std::collections::BTreeMap;
+
+use perimeter_types::{ChatMessage, Citation, EntityKind, Level, Role, Usage};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
@@ -43,6 +45,9 @@ pub struct PerimeterExtension {
     pub collection: Option<String>,
     pub retrieval: Option<bool>,
     pub top_k: Option<usize>,
+    /// Pseudonymise the prompt before the backend sees it (a client may ask for more
+    /// protection, never less).
+    pub redact: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -69,19 +74,20 @@ impl WireMessage {
     /// Converts to a core message. `developer` is OpenAI's newer name for `system`; only text
     /// content is supported.
     pub fn into_core(self, index: usize) -> Result<ChatMessage, ApiError> {
-        let role =
-            match self.role.as_str() {
-                "system" | "developer" => Role::System,
-                "user" => Role::User,
-                "assistant" => Role::Assistant,
-                other => return Err(ApiError::bad_request(
+        let role = match self.role.as_str() {
+            "system" | "developer" => Role::System,
+            "user" => Role::User,
+            "assistant" => Role::Assistant,
+            other => {
+                return Err(ApiError::bad_request(
                     format!(
                         "messages[{index}].role: unsupported role {:?} (expected system, developer, user or assistant)",
                         truncate(other, 32)
                     ),
                     Some("messages"),
-                )),
-            };
+                ))
+            }
+        };
         let content = match self.content {
             None => String::new(),
             Some(WireContent::Text(t)) => t,
@@ -127,12 +133,24 @@ impl From<Usage> for WireUsage {
 #[derive(Debug, Serialize)]
 pub struct PerimeterInfo {
     pub level: Level,
+    /// Kinds and counts of sensitive data found (never the values).
+    pub entities: Entities,
+    /// How many distinct values were replaced by placeholders before the backend saw the
+    /// prompt (0 when the request was not pseudonymised).
+    pub pseudonymised: usize,
     pub decision: perimeter_core::Decision,
     pub backend: String,
     pub reasons: Vec<String>,
     pub citations: Vec<Citation>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub usage: Option<WireUsage>,
+}
+
+/// Sensitive data in the request: in what the caller sent, and in the retrieved passages.
+#[derive(Debug, Serialize)]
+pub struct Entities {
+    pub query: BTreeMap<EntityKind, u32>,
+    pub passages: BTreeMap<EntityKind, u32>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -38,20 +38,28 @@ fn state() -> AppState {
             let _ = std::fs::remove_dir_all(&dir);
             let (embedder, chat) = load_models(&config, Engines::All).expect("models load (run `make models`)");
             let index = std::sync::Arc::new(open_index(&dir, embedder.as_ref()).unwrap());
+            let detector = std::sync::Arc::new(perimeter_detect::Detector::new().unwrap());
             let corpus = repo_root().join("examples/corpus");
             let paths = vec![corpus.join("internal/annual-leave.md"), corpus.join("public/clinic-locations.html")];
             // Tests run inside a runtime; ingest on a thread of its own with its own runtime.
             let report = std::thread::scope(|s| {
                 s.spawn(|| {
                     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-                    rt.block_on(ingest_paths(&index, embedder.as_ref(), &paths, &IngestOptions::default(), &()))
-                        .unwrap()
+                    rt.block_on(ingest_paths(
+                        &index,
+                        embedder.as_ref(),
+                        &detector,
+                        &paths,
+                        &IngestOptions::default(),
+                        &(),
+                    ))
+                    .unwrap()
                 })
                 .join()
                 .unwrap()
             });
             assert_eq!(report.ingested, 2, "{report:?}");
-            AppState::new(config, &dir, index, embedder, chat.unwrap())
+            AppState::new(config, &dir, index, embedder, chat.unwrap(), detector)
         })
         .clone()
 }

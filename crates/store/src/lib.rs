@@ -8,7 +8,9 @@
 
 mod sqlite;
 
-use perimeter_types::{AccessFilter, DocumentId, Level};
+use std::collections::BTreeMap;
+
+use perimeter_types::{AccessFilter, DocumentId, EntityKind, Level};
 use serde::Serialize;
 
 pub use sqlite::SqliteStore;
@@ -20,7 +22,12 @@ pub struct DocumentRecord {
     pub tenant: String,
     pub source: String,
     pub collection: String,
+    /// The label it was given (flag or front matter).
     pub label: Level,
+    /// The label raised by what detection found in it: max(label, findings' levels).
+    pub level: Level,
+    /// Sensitive data found in it: kind → count. Never the values.
+    pub entities: BTreeMap<EntityKind, u32>,
     pub groups: Vec<String>,
     pub title: String,
     pub format: String,
@@ -45,6 +52,8 @@ pub struct NewChunk {
     pub page_start: Option<u32>,
     pub page_end: Option<u32>,
     pub token_count: u32,
+    /// Sensitive data found in the chunk: kind → count.
+    pub entities: BTreeMap<EntityKind, u32>,
     pub embedding: Vec<f32>,
 }
 
@@ -63,11 +72,15 @@ pub struct StoredChunk {
     pub page_start: Option<u32>,
     pub page_end: Option<u32>,
     pub token_count: u32,
+    pub entities: BTreeMap<EntityKind, u32>,
     pub tenant: String,
     pub source: String,
     pub title: String,
     pub collection: String,
+    /// The document's label.
     pub label: Level,
+    /// The document's effective level (label raised by its findings).
+    pub level: Level,
     pub groups: Vec<String>,
 }
 

@@ -4,12 +4,13 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Mutex;
 
-use perimeter_types::{AccessFilter, DocumentId, Level};
+use perimeter_types::{AccessFilter, DocumentId, EntityKind, Level};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use crate::{Changes, DocumentRecord, NewChunk, Store, StoreError, StoredChunk, VectorRow};
 
-const SCHEMA_VERSION: i64 = 1;
+/// 2 added detection results: `documents.level`, `documents.entities`, `chunks.entities`.
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -22,6 +23,8 @@ CREATE TABLE IF NOT EXISTS documents (
     groups TEXT NOT NULL,
     title TEXT NOT NULL,
     format TEXT NOT NULL,
+    level TEXT,
+    entities TEXT NOT NULL DEFAULT '{}',
     content_sha256 TEXT NOT NULL,
     bytes INTEGER NOT NULL,
     pages INTEGER,
@@ -42,6 +45,7 @@ CREATE TABLE IF NOT EXISTS chunks (
     page_start INTEGER,
     page_end INTEGER,
     token_count INTEGER NOT NULL,
+    entities TEXT NOT NULL DEFAULT '{}',
     embedding BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS chunks_document ON chunks(document_id, ordinal);
@@ -52,8 +56,8 @@ CREATE TABLE IF NOT EXISTS changes (
 );
 ";
 
-const DOC_COLUMNS: &str = "id, tenant, source, collection, label, groups, title, format, content_sha256, bytes, pages, chunk_count, ingested_at, pipeline_version";
-const CHUNK_COLUMNS: &str = "c.key, c.id, c.document_id, c.ordinal, c.text, c.heading, c.byte_start, c.byte_end, c.page_start, c.page_end, c.token_count, d.tenant, d.source, d.title, d.collection, d.label, d.groups";
+const DOC_COLUMNS: &str = "id, tenant, source, collection, label, groups, title, format, content_sha256, bytes, pages, chunk_count, ingested_at, pipeline_version, level, entities";
+const CHUNK_COLUMNS: &str = "c.key, c.id, c.document_id, c.ordinal, c.text, c.heading, c.byte_start, c.byte_end, c.page_start, c.page_end, c.token_count, d.tenant, d.source, d.title, d.collection, d.label, d.groups, c.entities, d.level";
 
 /// SQLite-backed `Store`. One connection behind a mutex: SQLite serialises writers anyway, and
 /// the store's reads are short.
@@ -107,7 +111,9 @@ impl SqliteStore {
             }
             Some(v) => {
                 let found = v.parse::<i64>().unwrap_or(-1);
-                if found != SCHEMA_VERSION {
+                if found == 1 {
+                    migrate_v1_to_v2(&conn)?;
+                } else if found != SCHEMA_VERSION {
                     return Err(StoreError::Schema { found, expected: SCHEMA_VERSION });
                 }
             }
@@ -122,6 +128,33 @@ impl SqliteStore {
     }
 }
 
+/// Version 1 stores had no detection results. Their documents keep their label as their level
+/// until they are re-ingested (the pipeline version changed, so the next ingest rescans them).
+fn migrate_v1_to_v2(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute_batch(
+        "BEGIN;
+         ALTER TABLE documents ADD COLUMN level TEXT;
+         ALTER TABLE documents ADD COLUMN entities TEXT NOT NULL DEFAULT '{}';
+         ALTER TABLE chunks ADD COLUMN entities TEXT NOT NULL DEFAULT '{}';
+         UPDATE meta SET value = '2' WHERE key = 'schema_version';
+         COMMIT;",
+    )
+    .map_err(db)
+}
+
+fn parse_entities(s: &str) -> BTreeMap<EntityKind, u32> {
+    serde_json::from_str(s).unwrap_or_default()
+}
+
+fn entities_json(e: &BTreeMap<EntityKind, u32>) -> Result<String, StoreError> {
+    serde_json::to_string(e).map_err(|e| StoreError::Database(e.to_string()))
+}
+
+/// The effective level: stored, or (for documents from before detection) the label.
+fn level_or(stored: Option<String>, label: Level) -> Level {
+    stored.map(|s| parse_level(&s)).unwrap_or(label).max(label)
+}
+
 fn parse_groups(s: &str) -> Vec<String> {
     serde_json::from_str(s).unwrap_or_default()
 }
@@ -133,12 +166,13 @@ fn parse_level(s: &str) -> Level {
 }
 
 fn doc_from_row(r: &Row<'_>) -> rusqlite::Result<DocumentRecord> {
+    let label = parse_level(&r.get::<_, String>(4)?);
     Ok(DocumentRecord {
         id: DocumentId(r.get(0)?),
         tenant: r.get(1)?,
         source: r.get(2)?,
         collection: r.get(3)?,
-        label: parse_level(&r.get::<_, String>(4)?),
+        label,
         groups: parse_groups(&r.get::<_, String>(5)?),
         title: r.get(6)?,
         format: r.get(7)?,
@@ -148,10 +182,13 @@ fn doc_from_row(r: &Row<'_>) -> rusqlite::Result<DocumentRecord> {
         chunk_count: r.get::<_, i64>(11)? as u32,
         ingested_at: r.get(12)?,
         pipeline_version: r.get(13)?,
+        level: level_or(r.get::<_, Option<String>>(14)?, label),
+        entities: parse_entities(&r.get::<_, String>(15)?),
     })
 }
 
 fn chunk_from_row(r: &Row<'_>) -> rusqlite::Result<StoredChunk> {
+    let label = parse_level(&r.get::<_, String>(15)?);
     Ok(StoredChunk {
         key: r.get(0)?,
         id: r.get(1)?,
@@ -168,8 +205,10 @@ fn chunk_from_row(r: &Row<'_>) -> rusqlite::Result<StoredChunk> {
         source: r.get(12)?,
         title: r.get(13)?,
         collection: r.get(14)?,
-        label: parse_level(&r.get::<_, String>(15)?),
+        label,
         groups: parse_groups(&r.get::<_, String>(16)?),
+        entities: parse_entities(&r.get::<_, String>(17)?),
+        level: level_or(r.get::<_, Option<String>>(18)?, label),
     })
 }
 
@@ -237,7 +276,7 @@ impl Store for SqliteStore {
         tx.execute("DELETE FROM chunks WHERE document_id = ?1", [&doc.id.0]).map_err(db)?;
         let groups = serde_json::to_string(&doc.groups).map_err(|e| StoreError::Database(e.to_string()))?;
         tx.execute(
-            &format!("INSERT OR REPLACE INTO documents ({DOC_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"),
+            &format!("INSERT OR REPLACE INTO documents ({DOC_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"),
             params![
                 doc.id.0,
                 doc.tenant,
@@ -252,15 +291,17 @@ impl Store for SqliteStore {
                 doc.pages.map(i64::from),
                 i64::from(doc.chunk_count),
                 doc.ingested_at,
-                doc.pipeline_version
+                doc.pipeline_version,
+                doc.level.as_str(),
+                entities_json(&doc.entities)?
             ],
         )
         .map_err(db)?;
         {
             let mut insert = tx
                 .prepare(
-                    "INSERT INTO chunks (id, document_id, ordinal, text, heading, byte_start, byte_end, page_start, page_end, token_count, embedding)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                    "INSERT INTO chunks (id, document_id, ordinal, text, heading, byte_start, byte_end, page_start, page_end, token_count, embedding, entities)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                 )
                 .map_err(db)?;
             for c in chunks {
@@ -276,7 +317,8 @@ impl Store for SqliteStore {
                         c.page_start.map(i64::from),
                         c.page_end.map(i64::from),
                         i64::from(c.token_count),
-                        vector_to_blob(&c.embedding)
+                        vector_to_blob(&c.embedding),
+                        entities_json(&c.entities)?
                     ])
                     .map_err(db)?;
             }
@@ -436,6 +478,8 @@ mod tests {
             chunk_count: 2,
             ingested_at: "2026-01-01T00:00:00Z".into(),
             pipeline_version: "1".into(),
+            level: Level::Restricted,
+            entities: BTreeMap::from([(EntityKind::Iban, 2)]),
         }
     }
 
@@ -450,6 +494,7 @@ mod tests {
             page_start: None,
             page_end: None,
             token_count: 2,
+            entities: BTreeMap::from([(EntityKind::Iban, 1)]),
             embedding: vec![0.5, -0.25, 1.0],
         }
     }
@@ -469,6 +514,11 @@ mod tests {
         assert_eq!(chunks.len(), 1);
         assert_eq!(chunks[0].groups, vec!["hr".to_string()]);
         assert_eq!(chunks[0].label, Level::Confidential);
+        assert_eq!(chunks[0].entities, BTreeMap::from([(EntityKind::Iban, 1)]));
+        assert_eq!(chunks[0].level, Level::Restricted);
+        let doc_a = s.document(&DocumentId("a".into())).unwrap().unwrap();
+        assert_eq!((doc_a.label, doc_a.level), (Level::Confidential, Level::Restricted));
+        assert_eq!(doc_a.entities, BTreeMap::from([(EntityKind::Iban, 2)]));
         let vectors = s.document_vectors(&DocumentId("a".into())).unwrap();
         assert_eq!(vectors[0].embedding, vec![0.5, -0.25, 1.0]);
 
@@ -494,6 +544,34 @@ mod tests {
         s.bind_embedder("m", 3).unwrap();
         s.bind_embedder("m", 3).unwrap();
         assert!(matches!(s.bind_embedder("other", 3), Err(StoreError::EmbedderMismatch { .. })));
+    }
+
+    #[test]
+    fn version_1_stores_are_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            // A version-1 store: no detection columns.
+            let conn = Connection::open(dir.path().join("store.sqlite3")).unwrap();
+            let v1 = SCHEMA
+                .replace("    level TEXT,\n    entities TEXT NOT NULL DEFAULT '{}',\n", "")
+                .replace("    entities TEXT NOT NULL DEFAULT '{}',\n", "");
+            assert!(!v1.contains("entities"), "{v1}");
+            conn.execute_batch(&v1).unwrap();
+            conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', '1')", []).unwrap();
+            conn.execute(
+                "INSERT INTO documents (id, tenant, source, collection, label, groups, title, format, content_sha256, bytes, pages, chunk_count, ingested_at, pipeline_version)
+                 VALUES ('old', 'default', 'old.md', 'c', 'internal', '[]', 'Old', 'markdown', '', 1, NULL, 0, 't', 'perimeter-ingest/1')",
+                [],
+            )
+            .unwrap();
+        }
+        let s = SqliteStore::open(dir.path()).unwrap();
+        let old = s.document(&DocumentId("old".into())).unwrap().unwrap();
+        assert_eq!((old.label, old.level), (Level::Internal, Level::Internal));
+        assert!(old.entities.is_empty());
+        s.replace_document(&doc("new", &[]), &[chunk("n0", 0)]).unwrap();
+        drop(s);
+        assert_eq!(SqliteStore::open(dir.path()).unwrap().counts().unwrap(), (2, 1), "reopens as version 2");
     }
 
     #[test]

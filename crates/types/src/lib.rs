@@ -5,6 +5,7 @@
 //! pure decision crates and the IO crates agree on one meaning.
 
 mod backend;
+mod entity;
 mod level;
 mod retrieval;
 
@@ -12,6 +13,7 @@ pub use backend::{
     BackendError, ChatBackend, ChatMessage, ChatOutcome, ChatRequest, EmbedError, Embedder, Embeddings, FinishReason,
     GenerationParams, Role, Timings, TokenSink, Usage,
 };
+pub use entity::{EntityKind, ParseEntityKindError};
 pub use level::{Level, ParseLevelError};
 pub use retrieval::{
     AccessFilter, Citation, DocumentId, Passage, RetrievalError, RetrievalQuery, Retriever, DEFAULT_TENANT,

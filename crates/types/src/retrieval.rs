@@ -1,10 +1,11 @@
 //! Retrieval vocabulary: documents, passages, citations, access filters and the `Retriever` seam.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::Level;
+use crate::{EntityKind, Level};
 
 /// The tenant every document and request belongs to until tenants are configured.
 pub const DEFAULT_TENANT: &str = "default";
@@ -74,7 +75,12 @@ pub struct Passage {
     pub source: String,
     pub title: String,
     pub collection: String,
+    /// The document's label.
     pub label: Level,
+    /// The document's effective level: its label raised by the sensitive data found in it.
+    pub level: Level,
+    /// Sensitive data found in this passage: kind → count (never the values).
+    pub entities: BTreeMap<EntityKind, u32>,
     pub text: String,
     pub score: f32,
 }

@@ -1,0 +1,176 @@
+//! The built-in recognisers and the helpers they share.
+//!
+//! Patterns are compiled with Unicode off: `\b`, `\d`, `\s`, `\w` and `(?i)` are ASCII, which
+//! keeps the lazy DFA on its fast path for any input (a Unicode `\b` forces a slower engine on
+//! non-ASCII text). Where a class must accept non-ASCII (a password value, a name with an
+//! accent) it says so with `(?u:…)`.
+
+mod address;
+mod contact;
+mod finance;
+mod health;
+mod national;
+mod person;
+mod phone;
+mod secrets;
+
+use std::sync::Arc;
+
+use perimeter_types::EntityKind;
+use regex::{Regex, RegexBuilder};
+
+use crate::names::Names;
+use crate::{DetectError, Finding, Recognizer};
+
+/// Every built-in recogniser, patterns compiled.
+pub(crate) fn builtin() -> Result<Vec<Box<dyn Recognizer>>, DetectError> {
+    let names = Arc::new(Names::load());
+    let mut all: Vec<Box<dyn Recognizer>> = Vec::new();
+    contact::add(&mut all)?;
+    phone::add(&mut all)?;
+    finance::add(&mut all)?;
+    national::add(&mut all)?;
+    health::add(&mut all)?;
+    secrets::add(&mut all)?;
+    person::add(&mut all, &names)?;
+    address::add(&mut all)?;
+    Ok(all)
+}
+
+/// Compiles one pattern the way all patterns are compiled (ASCII classes and boundaries).
+pub(crate) fn compile(recognizer: &'static str, pattern: &str) -> Result<Regex, DetectError> {
+    RegexBuilder::new(pattern)
+        .unicode(false)
+        .size_limit(32 << 20)
+        .dfa_size_limit(32 << 20)
+        .build()
+        .map_err(|e| DetectError::Pattern { recognizer, message: e.to_string() })
+}
+
+pub(crate) fn finding(kind: EntityKind, start: usize, end: usize, score: f32, evidence: &[&'static str]) -> Finding {
+    Finding { kind, start, end, score, evidence: evidence.to_vec() }
+}
+
+/// The byte before `i`, if any.
+pub(crate) fn byte_before(text: &str, i: usize) -> Option<u8> {
+    i.checked_sub(1).and_then(|j| text.as_bytes().get(j).copied())
+}
+
+/// The byte at `i`, if any.
+pub(crate) fn byte_at(text: &str, i: usize) -> Option<u8> {
+    text.as_bytes().get(i).copied()
+}
+
+/// True when the match `start..end` is glued by `.` or `-` to more letters or digits, so it is
+/// part of a longer token (a UUID, a dotted version, an OID, a longer hyphenated number).
+pub(crate) fn continues_token(text: &str, start: usize, end: usize) -> bool {
+    let alnum = |b: Option<u8>| b.is_some_and(|b| b.is_ascii_alphanumeric());
+    let glue = |b: Option<u8>| matches!(b, Some(b'.' | b'-'));
+    let before = glue(byte_before(text, start)) && alnum(start.checked_sub(2).and_then(|j| byte_at(text, j)));
+    let after = glue(byte_at(text, end)) && alnum(byte_at(text, end + 1));
+    before || after
+}
+
+/// Up to 32 ASCII digit values from a match (separators skipped).
+pub(crate) struct Digits {
+    buf: [u8; 32],
+    len: usize,
+}
+
+impl Digits {
+    /// `None` when there are more than 32 digits.
+    pub(crate) fn of(s: &str) -> Option<Digits> {
+        let mut d = Digits { buf: [0; 32], len: 0 };
+        for b in s.bytes().filter(u8::is_ascii_digit) {
+            *d.buf.get_mut(d.len)? = b - b'0';
+            d.len += 1;
+        }
+        Some(d)
+    }
+
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+/// Lengths of the digit groups in `s`, split at any non-digit.
+pub(crate) fn group_lengths(s: &str) -> impl Iterator<Item = usize> + '_ {
+    s.split(|c: char| !c.is_ascii_digit()).filter(|g| !g.is_empty()).map(str::len)
+}
+
+/// A value that stands for a secret rather than being one: masks, template variables, env
+/// references, type names and empty-ish words. `changeme` and `password` are real (weak)
+/// passwords and are not placeholders.
+pub(crate) fn is_placeholder(v: &str) -> bool {
+    let lower = v.to_ascii_lowercase();
+    let l = lower.as_str();
+    let all_same_mask = l.bytes().all(|b| matches!(b, b'*' | b'x' | b'.' | b'#' | b'-' | b'_' | b'?' | b'0'));
+    all_same_mask
+        || (l.starts_with('<') && l.ends_with('>'))
+        || (l.starts_with('[') && l.ends_with(']'))
+        || (l.starts_with('{') && l.ends_with('}'))
+        || l.starts_with("${")
+        || l.starts_with("$(")
+        || l.starts_with("{{")
+        || l.starts_with("%(")
+        || l.starts_with('$')
+        || l.starts_with("env:")
+        || l.starts_with("vault:")
+        || l.contains("your_")
+        || l.contains("your-")
+        || l.starts_with("your")
+        || matches!(
+            l,
+            "null"
+                | "none"
+                | "nil"
+                | "undefined"
+                | "true"
+                | "false"
+                | "redacted"
+                | "hidden"
+                | "secret_here"
+                | "password_here"
+                | "str"
+                | "string"
+                | "&str"
+                | "bytes"
+                | "secretstr"
+                | "secretstring"
+                | "optional"
+                | "required"
+                | "text"
+                | "int"
+                | "bool"
+                | "n/a"
+                | "na"
+                | "tbd"
+                | "..."
+        )
+}
+
+/// A value that contains "example", "sample" or "dummy": a documented example key.
+pub(crate) fn is_example_value(v: &str) -> bool {
+    let l = v.to_ascii_lowercase();
+    l.contains("example") || l.contains("sample") || l.contains("dummy")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn helpers() {
+        assert!(continues_token("123e4567-e89b", 0, 8) || continues_token("x-12345678-y", 2, 10));
+        assert!(!continues_token("card 4111.", 5, 9));
+        assert_eq!(Digits::of("4111-1111").map(|d| d.as_slice().len()), Some(8));
+        assert!(Digits::of(&"1".repeat(40)).is_none());
+        assert_eq!(group_lengths("3782 822463 10005").collect::<Vec<_>>(), [4, 6, 5]);
+        for p in ["****", "<password>", "${DB_PASS}", "xxx", "XXXX", "null", "your_password", "{{ secret }}"] {
+            assert!(is_placeholder(p), "{p}");
+        }
+        for p in ["changeme", "hunter2", "password", "S3cr3t!"] {
+            assert!(!is_placeholder(p), "{p}");
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! National identifiers: US_SSN and US_ITIN (range rules), UK_NINO (prefix rules), UK_NHS
+//! (mod-11) and PASSPORT (context only).
+
+use perimeter_types::EntityKind;
+use regex::Regex;
+
+use super::{byte_at, compile, continues_token, finding, Digits};
+use crate::context::{after, before, find_word, WINDOW};
+use crate::validate::{nhs_ok, nino_prefix_ok, us_tin, UsTin};
+use crate::{DetectError, Finding, NormalizedText, Recognizer};
+
+pub(super) fn add(all: &mut Vec<Box<dyn Recognizer>>) -> Result<(), DetectError> {
+    all.push(Box::new(UsTaxId { re: compile("us-tin", r"\b[0-9]{3}[ \-][0-9]{2}[ \-][0-9]{4}\b|\b[0-9]{9}\b")? }));
+    all.push(Box::new(UkNino {
+        re: compile("uk-nino", r"\b[A-Z]{2}[ ]?[0-9]{2}[ ]?[0-9]{2}[ ]?[0-9]{2}[ ]?[A-D]\b")?,
+    }));
+    all.push(Box::new(UkNhs { re: compile("uk-nhs", r"\b[0-9]{3}[ \-]?[0-9]{3}[ \-]?[0-9]{4}\b")? }));
+    all.push(Box::new(Passport {
+        keyword: compile("passport", r"(?i)\bpassport\b")?,
+        token: compile("passport", r"\b[A-Z0-9]{6,9}\b")?,
+    }));
+    Ok(())
+}
+
+/// The separators between digit groups are all the same (none, all spaces or all dashes).
+fn consistent_separators(s: &str) -> Option<u8> {
+    let mut seps = s.bytes().filter(|b| !b.is_ascii_digit());
+    let first = seps.next();
+    seps.all(|b| Some(b) == first).then_some(first.unwrap_or(0))
+}
+
+struct UsTaxId {
+    re: Regex,
+}
+
+const SSN_WORDS: &[&str] = &["ssn", "social security", "ss#", "ss no"];
+const ITIN_WORDS: &[&str] = &["itin", "taxpayer", "tax id", "tin"];
+
+impl Recognizer for UsTaxId {
+    fn name(&self) -> &'static str {
+        "us-tin"
+    }
+    fn kinds(&self) -> &[EntityKind] {
+        &[EntityKind::UsSsn, EntityKind::UsItin]
+    }
+    fn triggers(&self) -> &[&'static str] {
+        &[r"\b[0-9]{3}[ \-][0-9]{2}[ \-][0-9]{4}\b", r"(?i)\b(?:ssn|social security|itin|taxpayer|tax id|tin)\b"]
+    }
+    fn find(&self, text: &NormalizedText<'_>, out: &mut Vec<Finding>) {
+        let t = text.as_str();
+        for m in self.re.find_iter(t) {
+            let Some(sep) = consistent_separators(m.as_str()) else { continue };
+            if continues_token(t, m.start(), m.end()) {
+                continue;
+            }
+            let Some(d) = Digits::of(m.as_str()) else { continue };
+            let Some(tin) = us_tin(d.as_slice()) else { continue };
+            let (kind, words, tag) = match tin {
+                UsTin::Ssn => (EntityKind::UsSsn, SSN_WORDS, "context:ssn"),
+                UsTin::Itin => (EntityKind::UsItin, ITIN_WORDS, "context:itin"),
+            };
+            let named = || find_word(before(t, m.start(), WINDOW), words).is_some();
+            let (score, evidence): (f32, &[&'static str]) = match sep {
+                b'-' => (0.85, &["range-rules"]),
+                // SSNs are also printed with spaces; an ITIN needs dashes or its name.
+                b' ' if tin == UsTin::Ssn || named() => (0.75, &["range-rules"]),
+                // Nine bare digits are anything; only with the name of the number before them.
+                b'\0' if named() => (0.8, &["range-rules", tag]),
+                _ => continue,
+            };
+            out.push(finding(kind, m.start(), m.end(), score, evidence));
+        }
+    }
+}
+
+struct UkNino {
+    re: Regex,
+}
+
+impl Recognizer for UkNino {
+    fn name(&self) -> &'static str {
+        "uk-nino"
+    }
+    fn kinds(&self) -> &[EntityKind] {
+        &[EntityKind::UkNino]
+    }
+    fn triggers(&self) -> &[&'static str] {
+        &[r"\b[A-Z]{2}[ ]?[0-9]{2}[ ]?[0-9]{2}[ ]?[0-9]{2}[ ]?[A-D]\b"]
+    }
+    fn find(&self, text: &NormalizedText<'_>, out: &mut Vec<Finding>) {
+        let t = text.as_str();
+        for m in self.re.find_iter(t) {
+            let b = m.as_str().as_bytes();
+            if nino_prefix_ok(b[0], b[1]) && !continues_token(t, m.start(), m.end()) {
+                out.push(finding(EntityKind::UkNino, m.start(), m.end(), 0.85, &["nino-prefix"]));
+            }
+        }
+    }
+}
+
+struct UkNhs {
+    re: Regex,
+}
+
+impl Recognizer for UkNhs {
+    fn name(&self) -> &'static str {
+        "uk-nhs"
+    }
+    fn kinds(&self) -> &[EntityKind] {
+        &[EntityKind::UkNhs]
+    }
+    fn triggers(&self) -> &[&'static str] {
+        &[r"\b[0-9]{3}[ \-]?[0-9]{3}[ \-]?[0-9]{4}\b"]
+    }
+    fn find(&self, text: &NormalizedText<'_>, out: &mut Vec<Finding>) {
+        let t = text.as_str();
+        for m in self.re.find_iter(t) {
+            let Some(sep) = consistent_separators(m.as_str()) else { continue };
+            let Some(d) = Digits::of(m.as_str()) else { continue };
+            if !nhs_ok(d.as_slice()) || continues_token(t, m.start(), m.end()) {
+                continue;
+            }
+            // NHS numbers are printed 3-3-4 with spaces; dashes are also how US phone numbers
+            // look, and ten bare digits are anything without "NHS" before them.
+            let (score, evidence): (f32, &[&'static str]) = match sep {
+                b' ' => (0.8, &["mod11"]),
+                b'-' => (0.6, &["mod11"]),
+                _ if find_word(before(t, m.start(), WINDOW), &["nhs"]).is_some() => (0.8, &["mod11", "context:nhs"]),
+                _ => continue,
+            };
+            out.push(finding(EntityKind::UkNhs, m.start(), m.end(), score, evidence));
+        }
+    }
+}
+
+struct Passport {
+    keyword: Regex,
+    token: Regex,
+}
+
+impl Recognizer for Passport {
+    fn name(&self) -> &'static str {
+        "passport"
+    }
+    fn kinds(&self) -> &[EntityKind] {
+        &[EntityKind::Passport]
+    }
+    fn triggers(&self) -> &[&'static str] {
+        &[r"(?i)\bpassport\b"]
+    }
+    fn find(&self, text: &NormalizedText<'_>, out: &mut Vec<Finding>) {
+        let t = text.as_str();
+        for k in self.keyword.find_iter(t) {
+            // The first token of 6-9 capitals/digits with a digit in it, soon after "passport".
+            let window = after(t, k.end(), 48);
+            let whole = |end: usize| byte_at(t, k.end() + end).is_none_or(|b| !b.is_ascii_alphanumeric());
+            let hit =
+                self.token.find_iter(window).find(|m| m.as_str().bytes().any(|b| b.is_ascii_digit()) && whole(m.end()));
+            if let Some(m) = hit {
+                let (start, end) = (k.end() + m.start(), k.end() + m.end());
+                out.push(finding(EntityKind::Passport, start, end, 0.7, &["context:passport"]));
+            }
+        }
+    }
+}

@@ -1,0 +1,289 @@
+//! PHONE: candidates are runs of digits with `+`, spaces, dashes, dots and parentheses; a
+//! candidate is a phone number when libphonenumber's metadata (shipped by the `phonenumber`
+//! crate) says it is a valid number of its country.
+//!
+//! We match the metadata's patterns with regexes compiled here, once per country, instead of
+//! calling `phonenumber::parse(..).is_valid()`: the crate matches through one global
+//! 100-entry regex cache behind a mutex, which thrashes on the larger countries (UK and North
+//! American checks took 0.3-5 ms each, and every thread would queue on the mutex). The
+//! decision is the same as libphonenumber's `isValidNumber`: the national significant number
+//! matches the country's general pattern and the pattern of one number type, with a possible
+//! length.
+//!
+//! Numbers without `+` are read as UK (trunk `0`) or North American (10 digits, or 11 starting
+//! with `1`) numbers. Ofcom's drama ranges (07700 900xxx …), reserved for fiction and common in
+//! synthetic records, are accepted with their own evidence.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use perimeter_types::EntityKind;
+use phonenumber::metadata::{Descriptor, Metadata, DATABASE};
+use regex::{Regex, RegexBuilder};
+
+use super::{byte_before, compile, continues_token, finding, group_lengths};
+use crate::context::near;
+use crate::{DetectError, Finding, NormalizedText, Recognizer};
+
+pub(super) fn add(all: &mut Vec<Box<dyn Recognizer>>) -> Result<(), DetectError> {
+    all.push(Box::new(Phone::new()?));
+    Ok(())
+}
+
+/// Country calling code of the UK and of the North American Numbering Plan.
+const UK: u16 = 44;
+const NANP: u16 = 1;
+
+/// One metadata pattern, anchored, with the national number lengths it allows.
+struct Pattern {
+    re: Regex,
+    lengths: Vec<u16>,
+}
+
+impl Pattern {
+    fn new(d: &Descriptor, fallback_lengths: &[u16]) -> Option<Pattern> {
+        // Metadata patterns are written with insignificant whitespace.
+        let re = RegexBuilder::new(&format!("^(?:{})$", d.national_number().as_str()))
+            .ignore_whitespace(true)
+            .unicode(false)
+            .build()
+            .ok()?;
+        let lengths = if d.possible_length().is_empty() { fallback_lengths } else { d.possible_length() };
+        Some(Pattern { re, lengths: lengths.to_vec() })
+    }
+
+    fn matches(&self, nsn: &str) -> bool {
+        (self.lengths.is_empty() || self.lengths.contains(&(nsn.len() as u16))) && self.re.is_match(nsn)
+    }
+}
+
+/// One region's validity rules.
+struct Region {
+    general: Pattern,
+    types: Vec<Pattern>,
+    national_prefix: Option<String>,
+}
+
+impl Region {
+    fn new(meta: &Metadata) -> Option<Region> {
+        let d = meta.descriptors();
+        let general = Pattern::new(d.general(), &[])?;
+        let kinds = [
+            d.fixed_line(),
+            d.mobile(),
+            d.toll_free(),
+            d.premium_rate(),
+            d.shared_cost(),
+            d.personal_number(),
+            d.voip(),
+            d.pager(),
+            d.uan(),
+            d.voicemail(),
+        ];
+        let types = kinds.into_iter().flatten().filter_map(|t| Pattern::new(t, &general.lengths)).collect();
+        Some(Region { general, types, national_prefix: meta.national_prefix().map(str::to_owned) })
+    }
+
+    fn valid(&self, nsn: &str) -> bool {
+        self.general.matches(nsn) && self.types.iter().any(|t| t.matches(nsn))
+    }
+}
+
+/// Validity rules per country calling code, compiled on first use.
+struct Countries {
+    by_code: HashMap<u16, OnceLock<Vec<Region>>>,
+}
+
+impl Countries {
+    fn new() -> Self {
+        let mut by_code = HashMap::new();
+        for meta in DATABASE.iter() {
+            by_code.entry(meta.country_code()).or_insert_with(OnceLock::new);
+        }
+        Countries { by_code }
+    }
+
+    fn regions(&self, code: u16) -> &[Region] {
+        let Some(cell) = self.by_code.get(&code) else { return &[] };
+        cell.get_or_init(|| DATABASE.by_code(&code).unwrap_or_default().into_iter().filter_map(Region::new).collect())
+    }
+
+    /// The national significant number is valid in some region with this calling code (also
+    /// after dropping a national prefix written after the code, as in "+44 (0)20 …").
+    fn valid(&self, code: u16, nsn: &str) -> bool {
+        self.regions(code).iter().any(|r| {
+            r.valid(nsn)
+                || r.national_prefix.as_deref().and_then(|p| nsn.strip_prefix(p)).is_some_and(|rest| r.valid(rest))
+        })
+    }
+
+    /// Splits `+digits` into a calling code (1-3 digits; no code is a prefix of another) and
+    /// the rest.
+    fn split<'d>(&self, digits: &'d str) -> Option<(u16, &'d str)> {
+        (1..=3).filter(|&n| n < digits.len()).find_map(|n| {
+            let code: u16 = digits[..n].parse().ok()?;
+            self.by_code.contains_key(&code).then(|| (code, &digits[n..]))
+        })
+    }
+}
+
+pub(super) struct Phone {
+    re: Regex,
+    date: Regex,
+    countries: Countries,
+}
+
+impl Phone {
+    fn new() -> Result<Self, DetectError> {
+        let countries = Countries::new();
+        // The two plans numbers without `+` are read in, compiled now rather than on the first
+        // request.
+        countries.regions(UK);
+        countries.regions(NANP);
+        Ok(Phone {
+            re: compile("phone", r"(?:\+[ \t]?[0-9]|\(|\b[0-9])[0-9 .\-()]{5,24}[0-9]\b")?,
+            // A date anywhere in the run ("2025-10-11 12:30" gives "2025-10-11 12").
+            date: compile(
+                "phone",
+                r"^[0-9]{1,2}[./\-][0-9]{1,2}[./\-][0-9]{2}$|[0-9]{4}[./\-][0-9]{1,2}[./\-][0-9]{1,2}|[0-9]{1,2}[./\-][0-9]{1,2}[./\-][0-9]{4}",
+            )?,
+            countries,
+        })
+    }
+
+    /// Evidence for a valid number, if it is one.
+    fn verdict(&self, digits: &str, international: bool) -> Option<&'static str> {
+        let uk = |nsn: &str| {
+            if self.countries.valid(UK, nsn) {
+                Some("libphonenumber")
+            } else {
+                ofcom_drama(nsn).then_some("ofcom-drama-range")
+            }
+        };
+        if international {
+            let (code, nsn) = self.countries.split(digits)?;
+            return match code {
+                UK => uk(nsn.strip_prefix('0').unwrap_or(nsn)),
+                _ => self.countries.valid(code, nsn).then_some("libphonenumber"),
+            };
+        }
+        if let Some(nsn) = digits.strip_prefix('0') {
+            return uk(nsn);
+        }
+        let nsn = if digits.len() == 11 { digits.strip_prefix('1')? } else { digits };
+        (nsn.len() == 10 && self.countries.valid(NANP, nsn)).then_some("libphonenumber")
+    }
+}
+
+/// Ofcom's ranges reserved for drama and examples (unallocated, so libphonenumber calls some of
+/// them invalid, but printed exactly like real numbers). `nsn` is the national number without
+/// the trunk 0.
+fn ofcom_drama(nsn: &str) -> bool {
+    const RANGES: &[&str] = &[
+        "1134960", "1144960", "1154960", "1164960", "1174960", "1184960", "1214960", "1314960", "1414960", "1514960",
+        "1614960", "1914980", "2079460", "2896496", "2920180", "1632960", "7700900", "8081570", "9098790", "3069990",
+    ];
+    nsn.len() == 10 && RANGES.iter().any(|r| nsn.starts_with(r))
+}
+
+/// Words that make ten bare digits a phone number ("call" and "contact" are too common in code).
+const BARE_PHONE_WORDS: &[&str] = &["phone", "tel", "telephone", "mobile", "mob", "cell", "fax", "whatsapp", "sms"];
+
+/// Two separators in a row (other than a space after a closing parenthesis).
+fn has_double_separator(s: &str) -> bool {
+    s.as_bytes().windows(2).any(|w| {
+        let sep = |b: u8| matches!(b, b' ' | b'.' | b'-' | b'\t');
+        sep(w[0]) && sep(w[1])
+    })
+}
+
+impl Recognizer for Phone {
+    fn name(&self) -> &'static str {
+        "phone"
+    }
+    fn kinds(&self) -> &[EntityKind] {
+        &[EntityKind::Phone]
+    }
+    fn triggers(&self) -> &[&'static str] {
+        &[r"[0-9][0-9 .\-()]{5,24}[0-9]"]
+    }
+    fn find(&self, text: &NormalizedText<'_>, out: &mut Vec<Finding>) {
+        let t = text.as_str();
+        for m in self.re.find_iter(t) {
+            let s = m.as_str();
+            // "+44 (0)20 …": the bracketed trunk zero is not dialled from abroad.
+            let dialled = if s.starts_with('+') { s.replacen("(0)", "", 1) } else { s.to_owned() };
+            let digits: String = dialled.bytes().filter(u8::is_ascii_digit).map(char::from).collect();
+            if !(7..=15).contains(&digits.len()) || continues_token(t, m.start(), m.end()) {
+                continue;
+            }
+            // At most one pair of parentheses, balanced, around a short area code.
+            let (open, close) = (s.matches('(').count(), s.matches(')').count());
+            if open != close || open > 1 || s.find('(') > s.find(')') {
+                continue;
+            }
+            // Decimals, dates, dotted quads and version-date runs ("0.3.0 - 2022-05-19") are not
+            // phone numbers: phone groups have two digits or more (after a leading country code
+            // or trunk 1), use one kind of separator besides spaces, and never two in a row.
+            let dots = s.matches('.').count();
+            if dots == 1 || self.date.is_match(s) || (dots == 3 && group_lengths(s).all(|g| g <= 3)) {
+                continue;
+            }
+            if (s.contains('.') && s.contains('-')) || has_double_separator(s) {
+                continue;
+            }
+            // One-digit groups only as the country code or right after it (+33 1 42 …), or as
+            // a North American trunk 1 (1 800 …).
+            let skip = if s.starts_with('+') { 2 } else { 1 };
+            if group_lengths(&dialled).skip(skip).any(|g| g < 2) {
+                continue;
+            }
+            // A digit group glued to a longer digit run before it.
+            if byte_before(t, m.start()).is_some_and(|b| b.is_ascii_digit()) {
+                continue;
+            }
+            let plus = s.starts_with('+');
+            let international = plus || digits.starts_with("00");
+            let digits = if !plus && international { &digits[2..] } else { &digits[..] };
+            let Some(evidence) = self.verdict(digits, international) else { continue };
+            // Ten bare digits are as often an integer (2147483648) as a North American number:
+            // only with a phone word nearby.
+            let bare = s.bytes().all(|b| b.is_ascii_digit());
+            if bare && !international && !digits.starts_with('0') && !near(t, m.start(), m.end(), BARE_PHONE_WORDS) {
+                continue;
+            }
+            let score = match evidence {
+                "libphonenumber" if international => 0.85,
+                "libphonenumber" => 0.8,
+                _ => 0.75,
+            };
+            out.push(finding(EntityKind::Phone, m.start(), m.end(), score, &[evidence]));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agrees_with_phonenumber_on_samples() {
+        let p = Phone::new().unwrap();
+        #[rustfmt::skip]
+        let samples = [
+            "+442079460958", "+441134960512", "+447911123456", "+12125550123", "+14155552671", "+19434765919",
+            "+4930123456", "+33142685300", "+61291234567", "+4412345", "+999123456789",
+        ];
+        for e164 in samples {
+            let ours = p.verdict(&e164[1..], true).is_some_and(|e| e == "libphonenumber");
+            let theirs = phonenumber::parse(None, e164).is_ok_and(|n| n.is_valid());
+            assert_eq!(ours, theirs, "{e164}");
+        }
+        assert_eq!(p.verdict("07700900392", false), Some("ofcom-drama-range"));
+        assert_eq!(p.verdict("01134960512", false), Some("libphonenumber"));
+        assert_eq!(p.verdict("2125550123", false), Some("libphonenumber"));
+        assert_eq!(p.verdict("12125550123", false), Some("libphonenumber"));
+        assert_eq!(p.verdict("1234567890", false), None);
+        assert_eq!(p.verdict("0123", false), None);
+    }
+}

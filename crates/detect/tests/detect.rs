@@ -3,29 +3,13 @@
 //! must satisfy (character boundaries, order, no overlap).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+use common::{assert_well_formed, detector};
+
 use std::path::PathBuf;
-use std::sync::OnceLock;
 
 use perimeter_detect::{kind_counts, level_of, Detector, Finding, MIN_SCORE};
 use perimeter_types::{EntityKind, Level};
-
-fn detector() -> &'static Detector {
-    static D: OnceLock<Detector> = OnceLock::new();
-    D.get_or_init(|| Detector::new().unwrap())
-}
-
-/// Invariants every result must satisfy, for any input.
-fn assert_well_formed(text: &str, findings: &[Finding]) {
-    let mut last_end = 0;
-    for f in findings {
-        assert!(f.start < f.end && f.end <= text.len(), "{f:?} out of bounds");
-        assert!(text.is_char_boundary(f.start) && text.is_char_boundary(f.end), "{f:?} splits a character");
-        assert!(f.start >= last_end, "{f:?} overlaps or is out of order");
-        assert!((MIN_SCORE..=1.0).contains(&f.score), "{f:?} score");
-        assert!(!f.evidence.is_empty(), "{f:?} has no evidence");
-        last_end = f.end;
-    }
-}
 
 /// Runs the detector on `input` and returns (kind, covered text) pairs.
 fn detect(input: &str) -> Vec<(EntityKind, String)> {

@@ -3,24 +3,9 @@
 //! a blow-up shows as a test that does not finish.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::sync::OnceLock;
-
-use perimeter_detect::{Detector, Finding};
-
-fn detector() -> &'static Detector {
-    static D: OnceLock<Detector> = OnceLock::new();
-    D.get_or_init(|| Detector::new().unwrap())
-}
-
-fn assert_well_formed(text: &str, findings: &[Finding]) {
-    let mut last_end = 0;
-    for f in findings {
-        assert!(f.start < f.end && f.end <= text.len(), "{f:?} out of bounds");
-        assert!(text.is_char_boundary(f.start) && text.is_char_boundary(f.end), "{f:?} splits a character");
-        assert!(f.start >= last_end, "{f:?} overlaps or is out of order");
-        last_end = f.end;
-    }
-}
+mod common;
+use common::{assert_well_formed, detector};
+use perimeter_detect::Finding;
 
 fn run(text: &str) -> Vec<Finding> {
     let f = detector().detect(text);

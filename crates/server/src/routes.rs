@@ -54,9 +54,30 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Err(ApiError::bad_request("the request body is empty; expected a JSON object", None));
         }
-        serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| {
-            ApiError::bad_request(format!("the request body is not valid JSON for this endpoint: {e}"), None)
-        })
+        serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| ApiError::bad_request(json_error_message(&e), None))
+    }
+}
+
+/// Describes a JSON error without quoting the body: serde's own messages can echo string values
+/// (`invalid type: string "…"`), which may be prompt text. Field names and positions are safe.
+fn json_error_message(e: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    let at = format!("line {} column {}", e.line(), e.column());
+    match e.classify() {
+        Category::Syntax | Category::Eof | Category::Io => format!("the request body is not valid JSON (at {at})"),
+        Category::Data => {
+            let text = e.to_string();
+            // Keep serde's message only when it names a field rather than a value.
+            let safe = ["missing field", "unknown field", "duplicate field"].iter().any(|p| text.starts_with(p));
+            if safe {
+                format!(
+                    "the request body does not match this endpoint: {}",
+                    text.split(" at line").next().unwrap_or("")
+                )
+            } else {
+                format!("the request body does not match this endpoint: a field has the wrong type or value (at {at})")
+            }
+        }
     }
 }
 

@@ -144,10 +144,7 @@ fn delete(index: &perimeter_index::Index, tenant: &str, paths: &[PathBuf], json:
     let all = index.store().list_documents(&filter, usize::MAX, 0)?;
     let mut removed = Vec::new();
     for path in paths {
-        let absolute = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
-        let relative =
-            std::env::current_dir().ok().and_then(|cwd| absolute.strip_prefix(cwd).ok().map(Path::to_path_buf));
-        let wanted = relative.unwrap_or(absolute).to_string_lossy().into_owned();
+        let wanted = perimeter_index::display_source(path);
         let wanted_dir = format!("{}/", wanted.trim_end_matches('/'));
         for d in all.iter().filter(|d| d.source == wanted || d.source.starts_with(&wanted_dir)) {
             if index.store().delete_document(&d.id)?.is_some() {

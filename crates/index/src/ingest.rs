@@ -247,7 +247,7 @@ fn walk(root: &Path) -> impl Iterator<Item = walkdir::DirEntry> {
 }
 
 /// The source name shown in citations: relative to the working directory when under it.
-fn display_source(path: &Path) -> String {
+pub fn display_source(path: &Path) -> String {
     let absolute = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     let relative = std::env::current_dir().ok().and_then(|cwd| absolute.strip_prefix(cwd).ok().map(Path::to_path_buf));
     relative.unwrap_or(absolute).to_string_lossy().into_owned()

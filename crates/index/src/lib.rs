@@ -7,6 +7,7 @@ mod ingest;
 mod vectors;
 
 use std::path::Path;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use perimeter_retrieval::{reciprocal_rank_fusion, RRF_K};
@@ -14,8 +15,8 @@ use perimeter_store::{Store, StoreError};
 use perimeter_types::{Passage, RetrievalError, RetrievalQuery, Retriever};
 
 pub use ingest::{
-    document_id, ingest_bytes, ingest_paths, FileOutcome, IngestEvent, IngestOptions, IngestProgress, IngestReport,
-    PIPELINE_VERSION,
+    display_source, document_id, ingest_bytes, ingest_paths, FileOutcome, IngestEvent, IngestOptions, IngestProgress,
+    IngestReport, PIPELINE_VERSION,
 };
 pub use perimeter_extract::{ChunkSpec, Format};
 
@@ -50,6 +51,9 @@ pub struct Index {
     store: Arc<dyn Store>,
     bm25: bm25::Bm25Index,
     vectors: vectors::VectorIndex,
+    /// The store generation both indexes are known to reflect (-1: not yet). Lets `sync`, which
+    /// runs before every search, skip reading the BM25 index's metadata from disk.
+    synced: AtomicI64,
 }
 
 impl Index {
@@ -57,7 +61,7 @@ impl Index {
     pub fn open(dir: &Path, store: Arc<dyn Store>) -> Result<Self, IndexError> {
         let bm25 = bm25::Bm25Index::open(&dir.join("bm25"))?;
         let vectors = vectors::VectorIndex::load(store.as_ref())?;
-        let index = Self { store, bm25, vectors };
+        let index = Self { store, bm25, vectors, synced: AtomicI64::new(-1) };
         index.sync()?;
         Ok(index)
     }
@@ -69,11 +73,19 @@ impl Index {
     /// Brings both indexes up to the store's current generation (cheap when nothing changed).
     pub fn sync(&self) -> Result<(), IndexError> {
         let generation = self.store.generation()?;
+        if self.synced.load(Ordering::Acquire) == generation {
+            return Ok(());
+        }
         if self.bm25.generation()? != generation {
             self.bm25.catch_up(self.store.as_ref())?;
         }
         if self.vectors.generation() != generation {
             self.vectors.catch_up(self.store.as_ref())?;
+        }
+        // Another process may hold the BM25 writer lock and still be catching up: only a
+        // confirmed state is remembered.
+        if self.bm25.generation()? == generation && self.vectors.generation() == generation {
+            self.synced.store(generation, Ordering::Release);
         }
         Ok(())
     }

@@ -2,6 +2,10 @@
 //! text leaves the perimeter, and the placeholders in the answer become the original values again,
 //! whole ([`restore`]) or chunk by chunk as it streams ([`Restorer`]).
 //!
+//! A text too large to hold is redacted in two passes: a [`LiteralScanner`] collects the
+//! placeholder-looking strings it already contains, then a [`StreamRedactor`] redacts it window by
+//! window with one numbering, exactly as [`redact`] would the whole.
+//!
 //! The crate is pure: text, spans and a key in, text and a [`Mapping`] out. It does no IO, reads
 //! no clock and uses no randomness; even its maps are B-trees, so nothing is seeded by the OS and
 //! the output depends only on the input.
@@ -10,15 +14,19 @@
 //! every text `x`, including texts that already contain placeholder-looking strings. Placeholders
 //! are chosen so that none of them occurs literally in the input (see [`redact`]).
 
+mod literals;
 mod mapping;
 mod redact;
+mod stream;
 
 use std::fmt;
 
 use perimeter_types::EntityKind;
 
+pub use literals::{LiteralScanner, Literals};
 pub use mapping::{restore, Mapping, Restorer};
 pub use redact::{redact, redact_many};
+pub use stream::{Head, StreamRedactor};
 
 /// The shortest key [`Tokens::Keyed`] accepts, in bytes. A shorter key could be guessed, and
 /// with it every value behind a keyed placeholder could be confirmed by trying candidates.
@@ -68,7 +76,7 @@ impl Tokens {
         Ok(tokens)
     }
 
-    fn validate(&self) -> Result<(), RedactError> {
+    pub(crate) fn validate(&self) -> Result<(), RedactError> {
         match self {
             Tokens::Sequential => Ok(()),
             Tokens::Keyed { key, .. } if key.len() < MIN_KEY_LEN => Err(RedactError::KeyTooShort),
@@ -121,6 +129,9 @@ pub enum RedactError {
     /// character boundaries.
     #[error("span {index} of text {text} is out of bounds, reversed or not on a character boundary")]
     InvalidSpanInText { text: usize, index: usize },
+    /// From [`StreamRedactor::push`]: the cut is past the end of the window or inside a character.
+    #[error("cut {cut} is past the end of the window or not on a character boundary")]
+    InvalidCut { cut: usize },
     #[error("keyed token length {hex_len} is outside {MIN_HEX_LEN}..={MAX_HEX_LEN}")]
     InvalidHexLen { hex_len: usize },
     #[error("the pseudonymisation key is shorter than {MIN_KEY_LEN} bytes")]

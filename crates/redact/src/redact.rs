@@ -2,13 +2,14 @@
 //! texts with placeholders.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use hmac::{Hmac, Mac};
 use perimeter_types::EntityKind;
 use sha2::Sha256;
 
-use crate::mapping::{candidates, Mapping};
+use crate::literals::Literals;
+use crate::mapping::Mapping;
 use crate::{RedactError, Redacted, RedactedMany, Span, Tokens};
 
 /// Replaces `spans` of `text` by placeholders.
@@ -42,25 +43,23 @@ pub fn redact_many(inputs: &[(&str, &[Span])], tokens: &Tokens) -> Result<Redact
             choose(text, spans).map_err(|index| RedactError::InvalidSpanInText { text: i, index })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let mut namer = Namer::new(tokens, inputs.iter().map(|(text, _)| *text))?;
+    let mut literals = Literals::default();
+    for (text, _) in inputs {
+        literals.extend(Literals::of(text));
+    }
+    let mut namer = Namer::new(tokens, literals)?;
     let mut texts = Vec::with_capacity(inputs.len());
     for ((text, _), spans) in inputs.iter().zip(&chosen) {
         let mut out = String::with_capacity(text.len());
-        let mut last = 0;
-        for span in spans {
-            out.push_str(&text[last..span.start]);
-            let entry = namer.name(span.kind, &text[span.start..span.end]);
-            out.push_str(namer.mapping.placeholder_at(entry));
-            last = span.end;
-        }
-        out.push_str(&text[last..]);
+        let end = namer.write(text, spans, &mut out);
+        out.push_str(&text[end..]);
         texts.push(out);
     }
     Ok(RedactedMany { texts, mapping: namer.mapping })
 }
 
 /// The spans to replace, sorted and without overlaps; `Err(index)` names the first invalid one.
-fn choose(text: &str, spans: &[Span]) -> Result<Vec<Span>, usize> {
+pub(crate) fn choose(text: &str, spans: &[Span]) -> Result<Vec<Span>, usize> {
     let valid = |s: &Span| s.start <= s.end && text.is_char_boundary(s.start) && text.is_char_boundary(s.end);
     if let Some(index) = spans.iter().position(|s| !valid(s)) {
         return Err(index);
@@ -79,13 +78,15 @@ fn choose(text: &str, spans: &[Span]) -> Result<Vec<Span>, usize> {
     Ok(kept)
 }
 
-/// Gives each distinct (kind, value) its placeholder and records it in the mapping.
-struct Namer<'t> {
+/// Gives each distinct (kind, value) its placeholder and records it in the mapping. It owns
+/// what it keeps, so one namer can serve a text that arrives in windows ([`StreamRedactor`](crate::StreamRedactor)).
+pub(crate) struct Namer {
     scheme: Scheme,
-    /// Every `<…>` in the inputs that `restore` would look up: no placeholder may be one of them.
-    literal: BTreeSet<&'t str>,
-    named: BTreeMap<(EntityKind, &'t str), usize>,
-    mapping: Mapping,
+    /// Every placeholder-shaped `<…>` in the inputs: no placeholder may be one of them.
+    literals: Literals,
+    /// Kind → value → mapping entry. Nested so that a look-up borrows the value.
+    named: BTreeMap<EntityKind, BTreeMap<String, usize>>,
+    pub(crate) mapping: Mapping,
 }
 
 enum Scheme {
@@ -93,9 +94,9 @@ enum Scheme {
     Keyed { mac: Box<Hmac<Sha256>>, hex_len: usize },
 }
 
-impl<'t> Namer<'t> {
+impl Namer {
     /// `tokens` must have been validated.
-    fn new(tokens: &Tokens, texts: impl Iterator<Item = &'t str>) -> Result<Self, RedactError> {
+    pub(crate) fn new(tokens: &Tokens, literals: Literals) -> Result<Self, RedactError> {
         let scheme = match tokens {
             Tokens::Sequential => Scheme::Sequential { next: BTreeMap::new() },
             Tokens::Keyed { key, hex_len } => {
@@ -104,16 +105,28 @@ impl<'t> Namer<'t> {
                 Scheme::Keyed { mac: Box::new(mac), hex_len: *hex_len }
             }
         };
-        let literal = texts.flat_map(|t| candidates(t).map(move |(s, e)| &t[s..e])).collect();
-        Ok(Namer { scheme, literal, named: BTreeMap::new(), mapping: Mapping::default() })
+        Ok(Namer { scheme, literals, named: BTreeMap::new(), mapping: Mapping::default() })
+    }
+
+    /// Writes `text` up to the end of the last of `spans` (chosen: sorted, disjoint, valid) to
+    /// `out` with each span replaced by its placeholder; returns that end.
+    pub(crate) fn write(&mut self, text: &str, spans: &[Span], out: &mut String) -> usize {
+        let mut last = 0;
+        for span in spans {
+            out.push_str(&text[last..span.start]);
+            let entry = self.name(span.kind, &text[span.start..span.end]);
+            out.push_str(self.mapping.placeholder_at(entry));
+            last = span.end;
+        }
+        last
     }
 
     /// The mapping entry for `value`, made on first sight.
-    fn name(&mut self, kind: EntityKind, value: &'t str) -> usize {
-        if let Some(&entry) = self.named.get(&(kind, value)) {
+    fn name(&mut self, kind: EntityKind, value: &str) -> usize {
+        if let Some(&entry) = self.named.get(&kind).and_then(|values| values.get(value)) {
             return entry;
         }
-        let taken = |p: &str| self.literal.contains(p) || self.mapping.get(p).is_some();
+        let taken = |p: &str| self.literals.contains(p) || self.mapping.get(p).is_some();
         let placeholder = match &mut self.scheme {
             Scheme::Sequential { next } => {
                 let n = next.entry(kind).or_insert(1);
@@ -135,7 +148,7 @@ impl<'t> Namer<'t> {
             }
         };
         let entry = self.mapping.push(placeholder, kind, value.to_owned());
-        self.named.insert((kind, value), entry);
+        self.named.entry(kind).or_default().insert(value.to_owned(), entry);
         entry
     }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::{bail, Result};
 use clap::Args;
 use perimeter_config::Config;
-use perimeter_server::pipeline::{prepare, ChatInput};
+use perimeter_server::pipeline::{execute, prepare, ChatInput, Event};
 use perimeter_server::{perimeter_info, AppState};
 use perimeter_types::{ChatMessage, GenerationParams, Level, Role};
 
@@ -61,29 +61,39 @@ pub fn run(config: Config, data_dir: &Path, args: AskArgs) -> Result<i32> {
         collection: args.collection,
         top_k: args.top_k,
         requested_level: args.level,
+        requested_model: None,
         redact: args.redact,
     };
     let prepared = rt.block_on(prepare(&state, input)).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if prepared.is_denied() {
+        let error = perimeter_server::denied(&prepared);
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&error.body())?);
+        } else {
+            eprintln!("refused: {error}");
+        }
+        return Ok(3);
+    }
     let stream = !args.json;
     if stream {
+        let e = &prepared.plan.explanation;
         eprintln!(
-            "[level {} | decision {} | backend {} | {} sources]",
-            prepared.plan.level,
-            serde_json::to_value(prepared.plan.decision)?.as_str().unwrap_or("route"),
-            prepared.plan.backend,
+            "[level {} | decision {} | backend {}{} | {} sources]",
+            prepared.plan.level(),
+            e.decision,
+            e.backend.as_deref().unwrap_or("-"),
+            if e.redact { " (pseudonymised)" } else { "" },
             prepared.citations.len()
         );
     }
-    // Tokens come from the model's worker thread through a channel; this thread restores
-    // placeholders (when the prompt was pseudonymised) and prints. Dropping the receiver (a
-    // closed stdout, e.g. piped into `head`) stops generation.
-    let chat = Arc::clone(&state.chat);
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    // The pipeline runs on the runtime and sends restored text through a channel; this thread
+    // prints it. Dropping the receiver (a closed stdout, e.g. piped into `head`) stops generation.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
+    let prepared = Arc::new(prepared);
     let generation = rt.spawn({
-        let request = prepared.request.clone();
-        async move { chat.chat(request, Box::new(move |piece: &str| tx.send(piece.to_string()).is_ok())).await }
+        let (state, prepared) = (state.clone(), prepared.clone());
+        async move { execute(&state, &prepared, &tx).await }
     });
-    let mut restorer = prepared.mapping.as_ref().map(perimeter_redact::Restorer::new);
     let print = |text: &str| -> bool {
         if !stream || text.is_empty() {
             return true;
@@ -91,29 +101,29 @@ pub fn run(config: Config, data_dir: &Path, args: AskArgs) -> Result<i32> {
         let mut out = std::io::stdout().lock();
         out.write_all(text.as_bytes()).and_then(|_| out.flush()).is_ok()
     };
-    for piece in rx.iter() {
-        let text = match restorer.as_mut() {
-            Some(r) => r.push(&piece),
-            None => piece,
-        };
-        if !print(&text) {
-            break;
+    while let Some(ev) = rx.blocking_recv() {
+        match ev {
+            Event::Token(text) => {
+                if !print(&text) {
+                    break;
+                }
+            }
+            Event::Serving(target) => {
+                if stream && prepared.plan.explanation.backend.as_deref() != Some(&*target.name) {
+                    eprintln!("[answered by fallback {}]", target.name);
+                }
+            }
         }
     }
     drop(rx);
-    if let Some(r) = restorer {
-        print(&r.finish());
-    }
-    let mut outcome = rt.block_on(generation)?.map_err(|e| anyhow::anyhow!("{e}"))?;
-    if let Some(mapping) = &prepared.mapping {
-        outcome.text = perimeter_redact::restore(&outcome.text, mapping);
-    }
+    let completed = rt.block_on(generation)?.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let outcome = &completed.outcome;
     if args.json {
         let body = serde_json::json!({
             "answer": outcome.text,
             "finish_reason": outcome.finish_reason,
-            "model": state.chat.model(),
-            "perimeter": perimeter_info(&prepared, Some(outcome.usage.into())),
+            "model": state.config.backends.iter().find(|b| *b.profile.name == *completed.target.name).map(|b| b.profile.model.clone()),
+            "perimeter": perimeter_info(&prepared, Some(&completed)),
             "timings": outcome.timings,
         });
         println!("{}", serde_json::to_string_pretty(&body)?);

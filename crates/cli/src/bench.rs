@@ -287,21 +287,32 @@ fn rag(config: &Config, data_dir: &std::path::Path, question: &str, runs: usize)
             collection: None,
             top_k: Some(5),
             requested_level: None,
+            requested_model: None,
             redact: false,
         };
         let prepared =
             rt.block_on(perimeter_server::pipeline::prepare(&state, input)).map_err(|e| anyhow::anyhow!("{e}"))?;
+        if prepared.is_denied() {
+            bail!("the policy refused the benchmark question: {}", perimeter_server::denied(&prepared));
+        }
         let retrieved = started.elapsed().as_secs_f64() * 1000.0;
-        let first = Arc::new(std::sync::OnceLock::new());
-        let seen = first.clone();
-        let outcome = rt.block_on(state.chat.chat(
-            prepared.request,
-            Box::new(move |_| {
-                let _ = seen.set(Instant::now());
-                true
-            }),
-        ))?;
-        let first_ms = first.get().map(|t| t.duration_since(started).as_secs_f64() * 1000.0).unwrap_or(f64::NAN);
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let completed = rt.block_on(async {
+            let run = perimeter_server::pipeline::execute(&state, &prepared, &tx);
+            let first = async {
+                while let Some(ev) = rx.recv().await {
+                    if matches!(ev, perimeter_server::pipeline::Event::Token(_)) {
+                        return Some(Instant::now());
+                    }
+                }
+                None
+            };
+            let (done, first) = tokio::join!(run, first);
+            done.map(|c| (c, first))
+        });
+        let (completed, first) = completed.map_err(|e| anyhow::anyhow!("{e}"))?;
+        let outcome = completed.outcome;
+        let first_ms = first.map(|t| t.duration_since(started).as_secs_f64() * 1000.0).unwrap_or(f64::NAN);
         println!(
             "  run {run}: {} passages, {} prompt tokens; retrieval {retrieved:.0} ms, prefill {:.0} ms, first token at {first_ms:.0} ms",
             prepared.citations.len(),

@@ -92,6 +92,10 @@ pub fn run(config: &Config, data_dir: &Path, args: IngestArgs) -> Result<i32> {
         label: args.label,
         groups: args.groups.map(|g| g.into_iter().map(|s| s.trim().to_lowercase()).filter(|s| !s.is_empty()).collect()),
         chunk: ChunkSpec { max_tokens: config.ingest.chunk_tokens, overlap_tokens: config.ingest.chunk_overlap },
+        embed_gate: Some(perimeter_index::EmbedGate {
+            policy: config.policy.clone(),
+            backend: config.embedding_backend.clone(),
+        }),
     };
     let bar = ProgressBar::new(0);
     bar.set_style(
@@ -118,11 +122,20 @@ pub fn run(config: &Config, data_dir: &Path, args: IngestArgs) -> Result<i32> {
             match outcome {
                 FileOutcome::Skipped { reason } => eprintln!("skipped: {source}: {reason}"),
                 FileOutcome::Failed { error } => eprintln!("failed:  {source}: {error}"),
+                FileOutcome::Refused { reasons } => {
+                    eprintln!(
+                        "refused: {source}: the policy does not allow it to be embedded by {}",
+                        config.embedding_backend
+                    );
+                    for r in reasons {
+                        eprintln!("         {r}");
+                    }
+                }
                 _ => {}
             }
         }
         eprintln!(
-            "ingested {} documents ({} chunks, {} tokens) in {:.1}s: {:.1} chunks/s, {:.0} tokens/s; {} unchanged, {} skipped, {} failed",
+            "ingested {} documents ({} chunks, {} tokens) in {:.1}s: {:.1} chunks/s, {:.0} tokens/s; {} unchanged, {} skipped, {} refused by policy, {} failed",
             report.ingested,
             report.chunks,
             report.tokens,
@@ -131,12 +144,13 @@ pub fn run(config: &Config, data_dir: &Path, args: IngestArgs) -> Result<i32> {
             report.tokens as f64 / secs,
             report.unchanged,
             report.skipped,
+            report.refused,
             report.failed
         );
         let (docs, chunks) = index.store().counts()?;
         eprintln!("store {}: {docs} documents, {chunks} chunks", data_dir.display());
     }
-    Ok(if report.failed > 0 { 1 } else { 0 })
+    Ok(if report.failed > 0 || report.refused > 0 { 1 } else { 0 })
 }
 
 fn delete(index: &perimeter_index::Index, tenant: &str, paths: &[PathBuf], json: bool) -> Result<i32> {

@@ -6,6 +6,7 @@ mod bench;
 mod eval;
 mod eval_detect;
 mod ingest;
+mod policy;
 mod scan;
 
 use std::path::PathBuf;
@@ -61,6 +62,9 @@ enum Command {
     /// Model files.
     #[command(subcommand)]
     Models(ModelsCommand),
+    /// The access policy: check a configuration, explain a decision.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
 }
 
 #[derive(Subcommand)]
@@ -107,6 +111,10 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 fn run(cli: Cli) -> Result<i32> {
+    // Policy commands report an invalid configuration themselves.
+    if let Command::Policy(cmd) = cli.command {
+        return policy::run(cli.config.as_deref(), cmd);
+    }
     let config = load_config(&cli)?;
     match cli.command {
         Command::Serve { listen } => {
@@ -129,6 +137,7 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Detect(args) => scan::detect(args),
         Command::Redact(args) => scan::redact(args),
         Command::Bench(cmd) => bench::run(&config, &cli.data_dir, cmd),
+        Command::Policy(_) => unreachable!("handled above"),
         Command::Models(ModelsCommand::Verify) => {
             let manifest = perimeter_runtime::builtin_manifest()?;
             let mut bad = 0;

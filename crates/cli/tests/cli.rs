@@ -148,7 +148,9 @@ fn broken_and_unsupported_files_fail_alone() {
     let (code, _, err) = run(perimeter(data.path()).arg("ingest").arg(d));
     assert_eq!(code, 1);
     assert!(
-        err.contains("failed:  ") && err.contains("broken.pdf") && err.contains("1 unchanged, 1 skipped, 5 failed"),
+        err.contains("failed:  ")
+            && err.contains("broken.pdf")
+            && err.contains("1 unchanged, 1 skipped, 0 refused by policy, 5 failed"),
         "{err}"
     );
 

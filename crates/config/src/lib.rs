@@ -3,13 +3,22 @@
 //!
 //! No file means the embedded defaults: both models in-process, loopback listener.
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
+use perimeter_policy::{
+    AvailabilitySpec, BackendProfile, Hosting, Policy, PolicyInput, PolicySpec, Provider, Purpose, Retention,
+    TenantSpec,
+};
 use serde::Deserialize;
 
+/// The name of the in-process backend (the embedded chat and embedding models).
+pub const EMBEDDED_BACKEND: &str = "embedded";
+
 /// The validated configuration.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Config {
     pub server: Server,
     pub models: Models,
@@ -17,6 +26,34 @@ pub struct Config {
     pub retrieval: Retrieval,
     pub ingest: Ingest,
     pub generation: Generation,
+    /// Every backend, the embedded one included, in the order the policy prefers them.
+    pub backends: Vec<Backend>,
+    /// The backend that embeds documents and queries (`[embedding] backend`).
+    pub embedding_backend: String,
+    /// The compiled access policy.
+    pub policy: Arc<Policy>,
+    /// What the policy was built from (for `perimeter policy check` and tests).
+    pub policy_input: PolicyInput,
+}
+
+/// A backend: how to reach it. What the policy needs to know about it is in `profile`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backend {
+    pub profile: BackendProfile,
+    /// Overrides the provider's default endpoint (required for `openai_compatible`).
+    pub base_url: Option<String>,
+    /// The environment variable that holds the API key. Never the key itself.
+    pub api_key_env: Option<String>,
+    /// Connect timeout.
+    pub connect_timeout_ms: u64,
+    /// Longest wait for the first byte of a response, and between streamed bytes.
+    pub read_timeout_ms: u64,
+    /// The model's context window in tokens (API and self-hosted chat backends).
+    pub context_tokens: u32,
+    /// Vector size of an API or self-hosted embedding model (required when it serves embeddings).
+    pub dimensions: Option<usize>,
+    /// Longest input an API or self-hosted embedding model accepts, in its tokens.
+    pub max_input_tokens: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -68,7 +105,7 @@ pub enum ConfigError {
     #[error("{path}: {reason}")]
     Parse { path: String, reason: String },
     #[error("{path}: `{key}` {reason}")]
-    Invalid { path: String, key: &'static str, reason: String },
+    Invalid { path: String, key: String, reason: String },
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -80,6 +117,40 @@ struct Raw {
     retrieval: Option<RawRetrieval>,
     ingest: Option<RawIngest>,
     generation: Option<RawGeneration>,
+    backend: Option<Vec<RawBackend>>,
+    tenant: Option<Vec<TenantSpec>>,
+    policy: Option<PolicySpec>,
+    availability: Option<Vec<AvailabilitySpec>>,
+    embedding: Option<RawEmbedding>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEmbedding {
+    backend: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBackend {
+    name: Option<String>,
+    hosting: Option<Hosting>,
+    provider: Option<Provider>,
+    model: Option<String>,
+    base_url: Option<String>,
+    api_key_env: Option<String>,
+    region: Option<String>,
+    jurisdiction: Option<String>,
+    retention: Option<Retention>,
+    trains_on_data: Option<bool>,
+    certifications: Option<Vec<String>>,
+    priority: Option<i32>,
+    serves: Option<Vec<Purpose>>,
+    connect_timeout_ms: Option<u64>,
+    read_timeout_ms: Option<u64>,
+    context_tokens: Option<u32>,
+    dimensions: Option<usize>,
+    max_input_tokens: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -130,29 +201,9 @@ struct RawGeneration {
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 
 impl Default for Config {
-    #[expect(clippy::manual_unwrap_or_default, reason = "unwrap_or_default would call this function again")]
     fn default() -> Self {
-        // The defaults are valid by construction; `validate` of an empty file yields them.
-        match Config::parse("", "<defaults>") {
-            Ok(c) => c,
-            Err(_) => unreachable_defaults(),
-        }
-    }
-}
-
-#[cold]
-fn unreachable_defaults() -> Config {
-    Config {
-        server: Server { listen: SocketAddr::from(([127, 0, 0, 1], 8080)), max_body_bytes: 8 << 20 },
-        models: Models {
-            dir: PathBuf::from("models"),
-            embedding: "all-minilm-l6-v2".into(),
-            chat: "smollm2-135m-instruct".into(),
-        },
-        runtime: Runtime { threads: 2, context_tokens: 4096, queue_depth: 64, gpu_layers: 0 },
-        retrieval: Retrieval { top_k: 5, max_source_chars: 6000 },
-        ingest: Ingest { chunk_tokens: 200, chunk_overlap: 40 },
-        generation: Generation { max_tokens: 256, max_tokens_limit: 2048 },
+        #[expect(clippy::expect_used, reason = "the built-in defaults are valid; a unit test checks it")]
+        Config::parse("", "<defaults>").expect("the built-in defaults are valid")
     }
 }
 
@@ -175,7 +226,8 @@ impl Config {
 
 impl Raw {
     fn validate(self, path: &str) -> Result<Config, ConfigError> {
-        let invalid = |key: &'static str, reason: String| ConfigError::Invalid { path: path.to_string(), key, reason };
+        let invalid =
+            |key: &str, reason: String| ConfigError::Invalid { path: path.to_string(), key: key.to_string(), reason };
         let server = self.server.unwrap_or_default();
         let listen_text = server.listen.unwrap_or_else(|| DEFAULT_LISTEN.to_string());
         let listen: SocketAddr = listen_text
@@ -237,13 +289,241 @@ impl Raw {
             ));
         }
 
+        let mut backends = Vec::new();
+        for (i, raw) in self.backend.unwrap_or_default().into_iter().enumerate() {
+            backends.push(raw.validate(i, &models).map_err(|(key, reason)| invalid(&key, reason))?);
+        }
+        let embedded: Vec<&Backend> = backends.iter().filter(|b| b.profile.provider == Provider::Embedded).collect();
+        if embedded.len() > 1 {
+            return Err(invalid(
+                "backend",
+                "declares more than one embedded backend; there is one in-process engine".into(),
+            ));
+        }
+        if embedded.is_empty() {
+            backends.push(Backend {
+                profile: BackendProfile {
+                    name: EMBEDDED_BACKEND.into(),
+                    hosting: Hosting::Embedded,
+                    provider: Provider::Embedded,
+                    model: models.chat.clone(),
+                    region: None,
+                    jurisdiction: None,
+                    retention: Retention::None,
+                    trains_on_data: false,
+                    certifications: BTreeSet::new(),
+                    priority: 1000,
+                    purposes: BTreeSet::from([Purpose::Chat, Purpose::Embeddings]),
+                },
+                base_url: None,
+                api_key_env: None,
+                connect_timeout_ms: 0,
+                read_timeout_ms: 0,
+                context_tokens: 0,
+                dimensions: None,
+                max_input_tokens: 0,
+            });
+        }
+        let embedding_backend = match self.embedding.and_then(|e| e.backend) {
+            Some(name) => name,
+            None => backends
+                .iter()
+                .find(|b| b.profile.provider == Provider::Embedded)
+                .map(|b| b.profile.name.clone())
+                .unwrap_or_else(|| EMBEDDED_BACKEND.into()),
+        };
+        match backends.iter().find(|b| b.profile.name == embedding_backend) {
+            None => {
+                return Err(invalid(
+                    "embedding.backend",
+                    format!("names {embedding_backend:?}, which is not a configured backend"),
+                ))
+            }
+            Some(b) if !b.profile.purposes.contains(&Purpose::Embeddings) => return Err(invalid(
+                "embedding.backend",
+                format!(
+                    "names {embedding_backend:?}, which does not serve embeddings (add \"embeddings\" to its `serves`)"
+                ),
+            )),
+            Some(_) => {}
+        }
+        let policy_input = PolicyInput {
+            backends: backends.iter().map(|b| b.profile.clone()).collect(),
+            tenants: self.tenant.unwrap_or_default(),
+            policy: self.policy.unwrap_or_default(),
+            availability: self.availability.unwrap_or_default(),
+        };
+        let policy = Policy::build(policy_input.clone()).map_err(|e| invalid(&e.key, e.reason))?;
+        // The policy orders backends by preference; keep the same order here.
+        backends.sort_by_key(|b| policy.backend_index(&b.profile.name));
+
         Ok(Config {
+            backends,
+            embedding_backend,
+            policy: Arc::new(policy),
+            policy_input,
             server: Server { listen, max_body_bytes },
             models,
             runtime: Runtime { threads, context_tokens, queue_depth, gpu_layers: rt.gpu_layers.unwrap_or(0) },
             retrieval: Retrieval { top_k, max_source_chars },
             ingest: Ingest { chunk_tokens, chunk_overlap },
             generation: Generation { max_tokens, max_tokens_limit },
+        })
+    }
+}
+
+fn valid_env_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && !s.as_bytes()[0].is_ascii_digit()
+        && s.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+}
+
+/// Whether `url`'s host is a loopback address or `localhost`.
+fn is_loopback_url(url: &str) -> bool {
+    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = authority.rsplit_once('@').map(|(_, h)| h).unwrap_or(authority);
+    let host = if let Some(v6) = host.strip_prefix('[') {
+        v6.split(']').next().unwrap_or("")
+    } else {
+        host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host)
+    };
+    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+impl RawBackend {
+    fn validate(self, i: usize, models: &Models) -> Result<Backend, (String, String)> {
+        let key = |k: &str| format!("backend[{i}].{k}");
+        let provider = self.provider.ok_or_else(|| {
+            (
+                key("provider"),
+                "is required: openai, azure_openai, bedrock, anthropic, openai_compatible or embedded".into(),
+            )
+        })?;
+        let name = self.name.ok_or_else(|| (key("name"), "is required".to_string()))?;
+        let hosting = match (self.hosting, provider) {
+            (Some(h), _) => h,
+            (None, Provider::Embedded) => Hosting::Embedded,
+            (None, Provider::OpenaiCompatible) => {
+                return Err((key("hosting"), "is required for openai_compatible: \"api\" or \"self_hosted\"".into()))
+            }
+            (None, _) => Hosting::Api,
+        };
+        if hosting == Hosting::SelfHosted && !matches!(provider, Provider::OpenaiCompatible) {
+            return Err((key("hosting"), format!("self_hosted needs provider openai_compatible, not {provider}")));
+        }
+        let model = match (self.model, provider) {
+            (Some(m), _) => m,
+            (None, Provider::Embedded) => models.chat.clone(),
+            (None, _) => return Err((key("model"), "is required".into())),
+        };
+        if let Some(url) = &self.base_url {
+            let lower = url.to_ascii_lowercase();
+            if !(lower.starts_with("https://") || lower.starts_with("http://")) {
+                return Err((key("base_url"), format!("{url:?} must start with https:// or http://")));
+            }
+            if hosting == Hosting::Api && lower.starts_with("http://") && !is_loopback_url(url) {
+                return Err((
+                    key("base_url"),
+                    "uses plain http:// to a third party; API keys and prompts would cross the network unencrypted (use https://)"
+                        .into(),
+                ));
+            }
+        } else if matches!(provider, Provider::OpenaiCompatible | Provider::AzureOpenai) {
+            return Err((key("base_url"), format!("is required for provider {provider}")));
+        }
+        if provider == Provider::Embedded && self.base_url.is_some() {
+            return Err((key("base_url"), "makes no sense for the embedded backend".into()));
+        }
+        if let Some(env) = &self.api_key_env {
+            if !valid_env_name(env) {
+                return Err((
+                    key("api_key_env"),
+                    "must be the NAME of an environment variable (A-Z, 0-9, _), never the key itself".into(),
+                ));
+            }
+        } else if matches!(provider, Provider::Openai | Provider::AzureOpenai | Provider::Anthropic) {
+            return Err((
+                key("api_key_env"),
+                format!("is required for provider {provider}: name the variable holding the key"),
+            ));
+        }
+        let default_priority = match hosting {
+            Hosting::Api => 10,
+            Hosting::SelfHosted => 50,
+            Hosting::Embedded => 1000,
+        };
+        let purposes: BTreeSet<Purpose> = match self.serves {
+            Some(list) => list.into_iter().collect(),
+            None if provider == Provider::Embedded => BTreeSet::from([Purpose::Chat, Purpose::Embeddings]),
+            None => BTreeSet::from([Purpose::Chat]),
+        };
+        let connect_timeout_ms = self.connect_timeout_ms.unwrap_or(5_000);
+        let read_timeout_ms = self.read_timeout_ms.unwrap_or(120_000);
+        if !(10..=600_000).contains(&connect_timeout_ms) {
+            return Err((key("connect_timeout_ms"), "must be between 10 and 600000".into()));
+        }
+        if !(10..=3_600_000).contains(&read_timeout_ms) {
+            return Err((key("read_timeout_ms"), "must be between 10 and 3600000".into()));
+        }
+        let context_tokens = self.context_tokens.unwrap_or(128_000);
+        if !(512..=10_000_000).contains(&context_tokens) {
+            return Err((key("context_tokens"), "must be between 512 and 10000000".into()));
+        }
+        if provider != Provider::Embedded && purposes.contains(&Purpose::Embeddings) {
+            match self.dimensions {
+                Some(d) if (1..=65_536).contains(&d) => {}
+                Some(_) => return Err((key("dimensions"), "must be between 1 and 65536".into())),
+                None => {
+                    return Err((
+                        key("dimensions"),
+                        "is required for a backend that serves embeddings (the vector size of its model, e.g. 1536)"
+                            .into(),
+                    ))
+                }
+            }
+        } else if self.dimensions.is_some() {
+            return Err((
+                key("dimensions"),
+                "only applies to API or self-hosted backends that serve embeddings".into(),
+            ));
+        }
+        let max_input_tokens = self.max_input_tokens.unwrap_or(8191);
+        if !(16..=1_000_000).contains(&max_input_tokens) {
+            return Err((key("max_input_tokens"), "must be between 16 and 1000000".into()));
+        }
+        Ok(Backend {
+            profile: BackendProfile {
+                name,
+                hosting,
+                provider,
+                model,
+                region: self.region,
+                jurisdiction: self.jurisdiction.map(|j| j.trim().to_ascii_lowercase()),
+                // Unstated terms are assumed to be the least favourable: a third party keeps data
+                // as its standard terms say and may train on it, until the operator says otherwise.
+                retention: self.retention.unwrap_or(match hosting {
+                    Hosting::Api => Retention::ProviderDefault,
+                    _ => Retention::None,
+                }),
+                trains_on_data: self.trains_on_data.unwrap_or(hosting == Hosting::Api),
+                certifications: self
+                    .certifications
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|c| c.trim().to_ascii_lowercase())
+                    .collect(),
+                priority: self.priority.unwrap_or(default_priority),
+                purposes,
+            },
+            base_url: self.base_url.map(|u| u.trim_end_matches('/').to_string()),
+            api_key_env: self.api_key_env,
+            connect_timeout_ms,
+            read_timeout_ms,
+            context_tokens,
+            dimensions: self.dimensions,
+            max_input_tokens,
         })
     }
 }
@@ -270,10 +550,55 @@ mod tests {
             ("[generation]\nmax_tokens = 5000", "generation.max_tokens"),
             ("[server]\nlisten = \"127.0.0.1:1\"\nport = 3", "unknown field `port`"),
             ("[serverr]", "unknown field `serverr`"),
+            ("[policy]\non_no_backend = \"allow\"", "`policy.on_no_backend` is \"allow\", but the only value is \"deny\""),
+            ("[policy.level.restricted]\nhosting = [\"api\"]\n[policy.level.confidential]\nhosting = [\"embedded\"]", "`policy.level.restricted` allows hosting api which level confidential forbids"),
+            ("[policy.level.internal]\nallow_training = true", "`policy.level.internal` allows training on data, which level public forbids"),
+            ("[[backend]]\nname = \"a\"\nprovider = \"openai\"\nmodel = \"m\"\napi_key_env = \"K\"", "`backend[0].jurisdiction` is required"),
+            ("[[backend]]\nname = \"a\"\nprovider = \"openai\"\nmodel = \"m\"\napi_key_env = \"sk-live-123\"\njurisdiction = \"eu\"", "`backend[0].api_key_env` must be the NAME"),
+            ("[[backend]]\nname = \"a\"\nprovider = \"openai_compatible\"\nhosting = \"api\"\nmodel = \"m\"\nbase_url = \"http://10.0.0.5/v1\"\njurisdiction = \"eu\"", "`backend[0].base_url` uses plain http://"),
+            ("[[backend]]\nname = \"a\"\nprovider = \"openai\"\nmodel = \"m\"\napi_key_env = \"K\"\njurisdiction = \"eu\"\n[[backend]]\nname = \"a\"\nprovider = \"openai\"\nmodel = \"m\"\napi_key_env = \"K\"\njurisdiction = \"eu\"", "`backend[1].name` \"a\" is used by another backend"),
+            ("[[tenant]]\nname = \"t\"\nresidency = [\"eu\"]\nbackends = [\"nope\"]", "`tenant[0].backends` names \"nope\""),
+            ("[[tenant]]\nname = \"t\"\nresidency = []", "`tenant[0].residency` must list"),
+            ("[[policy.entity]]\nkinds = [\"SSN\"]\nlevel = \"restricted\"", "`policy.entity[0].kinds` \"SSN\" is neither"),
+            ("[[policy.entity]]\nkinds = [\"PHONE\"]", "`policy.entity[0]` does nothing"),
+            ("[embedding]\nbackend = \"nope\"", "`embedding.backend` names \"nope\""),
+            ("[[backend]]\nname = \"e\"\nprovider = \"openai\"\nmodel = \"m\"\napi_key_env = \"K\"\njurisdiction = \"eu\"\nserves = [\"embeddings\"]", "`backend[0].dimensions` is required"),
+            ("[[backend]]\nname = \"a\"\nprovider = \"openai\"\nmodel = \"m\"\napi_key_env = \"K\"\njurisdiction = \"eu\"\nretention = \"forever\"", "unknown variant `forever`"),
         ];
         for (text, expect) in cases {
             let err = Config::parse(text, "t.toml").err().map(|e| e.to_string()).unwrap_or_default();
             assert!(err.contains(expect) && err.starts_with("t.toml"), "{text}: {err}");
         }
+    }
+
+    #[test]
+    fn no_backends_means_the_embedded_one_for_everything() {
+        let c = Config::parse("", "t.toml").unwrap();
+        assert_eq!(c.backends.len(), 1);
+        assert_eq!(c.backends[0].profile.name, EMBEDDED_BACKEND);
+        assert_eq!(c.embedding_backend, EMBEDDED_BACKEND);
+        assert!(c.backends[0].profile.purposes.contains(&Purpose::Embeddings));
+    }
+
+    #[test]
+    fn unstated_api_terms_are_the_least_favourable() {
+        let c = Config::parse(
+            "[[backend]]\nname = \"a\"\nprovider = \"openai\"\nmodel = \"m\"\napi_key_env = \"K\"\njurisdiction = \"EU\"",
+            "t.toml",
+        )
+        .unwrap();
+        let a = &c.backends[0].profile;
+        assert_eq!(a.name, "a", "API backends are preferred over the embedded one by default");
+        assert_eq!(a.retention, Retention::ProviderDefault);
+        assert!(a.trains_on_data);
+        assert_eq!(a.jurisdiction.as_deref(), Some("eu"));
+        assert_eq!(c.backends[1].profile.name, EMBEDDED_BACKEND);
+    }
+
+    #[test]
+    fn the_example_policy_is_valid() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/policy/hybrid.toml");
+        let c = Config::load(&path).unwrap();
+        assert_eq!(c.policy.backends().count(), 4);
     }
 }

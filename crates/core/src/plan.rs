@@ -1,98 +1,82 @@
-//! Classification and the routing plan.
+//! Classification and the access decision for one request.
 //!
-//! Until the policy engine exists there is exactly one backend, the embedded model, and the plan
-//! routes every level to it. The shape (level, decision, backend, reasons) is the one the policy
-//! engine will fill in, so the response's `perimeter` object and later the audit log do not change.
+//! `plan` turns what the pipeline knows (the kinds of sensitive data in the caller's text, the
+//! retrieved passages with their labels and stored findings, the level the caller asked for) into
+//! the policy's facts, and asks the policy where the request may go. The level itself is computed
+//! by the policy, because entity rules may change the level a kind implies (per tenant).
 
 use std::collections::BTreeMap;
 
+use perimeter_policy::{decide, Budgets, Decision, Explanation, Facts, Health, KindSet, PassageFacts, Policy, Purpose};
 use perimeter_types::{EntityKind, Level, Passage};
-use serde::Serialize;
 
-/// What a request touches, reduced to one level.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Classification {
-    pub level: Level,
-    /// Sensitive data in the query: kind → count.
+/// What a request touches and what the policy decided about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub decision: Decision,
+    pub explanation: Explanation,
+    /// Sensitive data in the caller's text: kind → count.
     pub query_entities: BTreeMap<EntityKind, u32>,
     /// Sensitive data in the retrieved passages: kind → count.
     pub passage_entities: BTreeMap<EntityKind, u32>,
-    /// Why the level is what it is, e.g. `passage level: restricted`.
-    pub reasons: Vec<String>,
 }
 
-/// The level of a request is the maximum of: the default level of every kind of sensitive data
-/// found in the query, every retrieved passage's effective level (its document's label raised by
-/// what was found in the document), and the level a client asked for with `x-perimeter-level`.
-/// The client can raise the level, never lower it.
-pub fn classify(
-    query_entities: &BTreeMap<EntityKind, u32>,
-    passages: &[Passage],
-    requested: Option<Level>,
-) -> Classification {
-    let mut level = Level::Public;
-    let mut reasons = Vec::new();
-    if let Some((kind, found)) = query_entities.keys().map(|k| (*k, k.default_level())).max_by_key(|(_, l)| *l) {
-        level = level.max(found);
-        let kinds: Vec<&str> = query_entities.keys().map(|k| k.as_str()).collect();
-        reasons.push(format!("query contains {}: {found} (from {kind})", kinds.join(", ")));
+impl Plan {
+    pub fn level(&self) -> Level {
+        self.decision.level
     }
-    if let Some(max) = passages.iter().map(|p| p.level).max() {
-        level = level.max(max);
-        reasons.push(format!("highest retrieved passage level: {max}"));
-    }
-    if let Some(requested) = requested {
-        if requested > level {
-            level = requested;
-            reasons.push(format!("raised by x-perimeter-level: {requested}"));
-        } else {
-            reasons.push(format!("x-perimeter-level {requested} does not lower {level}"));
-        }
-    }
-    if reasons.is_empty() {
-        reasons.push("no sensitive data in the query, no passages, no requested level".to_string());
-    }
+}
+
+/// The request side of a plan.
+#[derive(Debug, Clone, Copy)]
+pub struct PlanRequest<'a> {
+    pub tenant: &'a str,
+    pub purpose: Purpose,
+    pub query_entities: &'a BTreeMap<EntityKind, u32>,
+    pub passages: &'a [Passage],
+    pub requested_level: Option<Level>,
+    pub requested_model: Option<&'a str>,
+    pub client_redact: bool,
+}
+
+/// Classifies the request and decides where it may go.
+pub fn plan(request: &PlanRequest<'_>, policy: &Policy, health: &[Health], budgets: &Budgets) -> Plan {
+    let facts_passages: Vec<PassageFacts> = request
+        .passages
+        .iter()
+        .map(|p| PassageFacts { label: p.label, kinds: p.entities.keys().copied().collect() })
+        .collect();
+    let facts = Facts {
+        tenant: request.tenant,
+        purpose: request.purpose,
+        query: request.query_entities.keys().copied().collect::<KindSet>(),
+        passages: &facts_passages,
+        requested_level: request.requested_level,
+        requested_model: request.requested_model,
+        client_redact: request.client_redact,
+    };
+    let decision = decide(&facts, policy, health, budgets);
+    let explanation = decision.explain(policy);
     let mut passage_entities = BTreeMap::new();
-    for p in passages {
+    for p in request.passages {
         for (kind, n) in &p.entities {
             *passage_entities.entry(*kind).or_insert(0) += n;
         }
     }
-    Classification { level, query_entities: query_entities.clone(), passage_entities, reasons }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Decision {
-    Route,
-    Deny,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Plan {
-    pub level: Level,
-    pub decision: Decision,
-    pub backend: String,
-    pub reasons: Vec<String>,
-}
-
-/// Routes the request. With only the embedded backend configured, every level may use it: the
-/// text never leaves the process.
-pub fn plan(classification: &Classification, embedded_backend: &str) -> Plan {
-    let mut reasons = classification.reasons.clone();
-    reasons.push(format!("backend {embedded_backend}: embedded model, data stays in-process; allowed at every level"));
-    Plan { level: classification.level, decision: Decision::Route, backend: embedded_backend.to_string(), reasons }
+    Plan { decision, explanation, query_entities: request.query_entities.clone(), passage_entities }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use perimeter_policy::{BackendProfile, Hosting, PolicyInput, Provider, Retention};
     use perimeter_types::DocumentId;
+    use std::collections::BTreeSet;
 
-    fn passage(label: Level) -> Passage {
+    fn passage(label: Level, entities: &[(EntityKind, u32)]) -> Passage {
         Passage {
             level: label,
-            entities: BTreeMap::new(),
+            entities: entities.iter().copied().collect(),
             chunk_id: "c".into(),
             document_id: DocumentId("d".into()),
             source: "s".into(),
@@ -104,35 +88,73 @@ mod tests {
         }
     }
 
+    fn policy() -> Policy {
+        let backend = |name: &str, hosting, provider| BackendProfile {
+            name: name.into(),
+            hosting,
+            provider,
+            model: "m".into(),
+            region: None,
+            jurisdiction: (hosting != Hosting::Embedded).then(|| "eu".into()),
+            retention: Retention::None,
+            trains_on_data: false,
+            certifications: BTreeSet::new(),
+            priority: if hosting == Hosting::Api { 10 } else { 1000 },
+            purposes: BTreeSet::from([Purpose::Chat]),
+        };
+        Policy::build(PolicyInput {
+            backends: vec![
+                backend("api", Hosting::Api, Provider::Openai),
+                backend("embedded", Hosting::Embedded, Provider::Embedded),
+            ],
+            ..PolicyInput::default()
+        })
+        .unwrap()
+    }
+
+    fn request<'a>(
+        q: &'a BTreeMap<EntityKind, u32>,
+        passages: &'a [Passage],
+        requested: Option<Level>,
+    ) -> PlanRequest<'a> {
+        PlanRequest {
+            tenant: "default",
+            purpose: Purpose::Chat,
+            query_entities: q,
+            passages,
+            requested_level: requested,
+            requested_model: None,
+            client_redact: false,
+        }
+    }
+
     #[test]
-    fn level_is_the_maximum_and_header_never_lowers() {
+    fn level_is_the_maximum_and_the_header_never_lowers_it() {
+        let p = policy();
+        let health = [Health::Healthy, Health::Healthy];
         let none = BTreeMap::new();
-        let passages = [passage(Level::Internal), passage(Level::Restricted), passage(Level::Public)];
-        assert_eq!(classify(&none, &passages, None).level, Level::Restricted);
-        assert_eq!(classify(&none, &passages, Some(Level::Public)).level, Level::Restricted);
-        assert_eq!(classify(&none, &[passage(Level::Internal)], Some(Level::Confidential)).level, Level::Confidential);
-        assert_eq!(classify(&none, &[], None).level, Level::Public);
+        let passages = [passage(Level::Internal, &[]), passage(Level::Restricted, &[]), passage(Level::Public, &[])];
+        let plan_of = |passages: &[Passage], r| plan(&request(&none, passages, r), &p, &health, &Budgets::default());
+        assert_eq!(plan_of(&passages, None).level(), Level::Restricted);
+        assert_eq!(plan_of(&passages, Some(Level::Public)).level(), Level::Restricted);
+        assert_eq!(plan_of(&[passage(Level::Internal, &[])], Some(Level::Confidential)).level(), Level::Confidential);
+        assert_eq!(plan_of(&[], None).level(), Level::Public);
     }
 
     #[test]
-    fn findings_in_the_query_raise_the_level() {
-        let query = BTreeMap::from([(EntityKind::Email, 1), (EntityKind::Iban, 2)]);
-        let c = classify(&query, &[passage(Level::Internal)], None);
-        assert_eq!(c.level, Level::Restricted);
-        assert!(c.reasons[0].contains("EMAIL, IBAN") && c.reasons[0].contains("restricted"), "{:?}", c.reasons);
-        let mut p = passage(Level::Internal);
-        p.entities = BTreeMap::from([(EntityKind::Person, 3)]);
-        let c = classify(&BTreeMap::new(), &[p.clone(), p], None);
-        assert_eq!(c.passage_entities, BTreeMap::from([(EntityKind::Person, 6)]));
-    }
-
-    #[test]
-    fn plan_routes_to_the_embedded_backend_with_reasons() {
-        let c = classify(&BTreeMap::new(), &[passage(Level::Confidential)], None);
-        let p = plan(&c, "embedded");
-        assert_eq!(p.decision, Decision::Route);
-        assert_eq!(p.backend, "embedded");
-        assert_eq!(p.level, Level::Confidential);
-        assert!(p.reasons.iter().any(|r| r.contains("confidential")));
+    fn restricted_passages_stay_in_process_and_public_ones_may_use_the_api() {
+        let p = policy();
+        let health = [Health::Healthy, Health::Healthy];
+        let none = BTreeMap::new();
+        let restricted = [passage(Level::Internal, &[(EntityKind::Iban, 1)])];
+        let plan = plan(&request(&none, &restricted, None), &p, &health, &Budgets::default());
+        assert_eq!(plan.level(), Level::Restricted);
+        assert_eq!(plan.explanation.backend.as_deref(), Some("embedded"));
+        assert_eq!(plan.passage_entities, BTreeMap::from([(EntityKind::Iban, 1)]));
+        assert!(plan.explanation.reasons.iter().any(|r| r.contains("IBAN")), "{:?}", plan.explanation.reasons);
+        let public = [passage(Level::Public, &[])];
+        let plan = super::plan(&request(&none, &public, None), &p, &health, &Budgets::default());
+        assert_eq!(plan.explanation.backend.as_deref(), Some("api"));
+        assert_eq!(plan.explanation.fallbacks, vec!["embedded".to_string()]);
     }
 }

@@ -37,6 +37,51 @@ pub struct IngestOptions {
     pub label: Option<Level>,
     pub groups: Option<Vec<String>>,
     pub chunk: ChunkSpec,
+    /// The access policy for sending chunks to the embedding backend. `None` only where no
+    /// policy applies (tests of the index itself).
+    pub embed_gate: Option<EmbedGate>,
+}
+
+/// Asks the policy, per document, whether its chunks may go to the embedding backend (a
+/// `restricted` document never goes to an API embedder) and whether they must be
+/// pseudonymised first. Decided from the document's label and the kinds found in it.
+#[derive(Clone)]
+pub struct EmbedGate {
+    pub policy: std::sync::Arc<perimeter_policy::Policy>,
+    /// The embedding backend's name.
+    pub backend: String,
+}
+
+impl std::fmt::Debug for EmbedGate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbedGate").field("backend", &self.backend).finish_non_exhaustive()
+    }
+}
+
+impl PartialEq for EmbedGate {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.policy, &other.policy) && self.backend == other.backend
+    }
+}
+
+impl EmbedGate {
+    /// `Ok(redact)` when the document may be embedded, `Err(reasons)` when not.
+    fn admit(&self, tenant: &str, label: Level, entities: &BTreeMap<EntityKind, u32>) -> Result<bool, Vec<String>> {
+        use perimeter_policy::{decide, Budgets, Facts, Health, PassageFacts, Purpose};
+        let passages = [PassageFacts { label, kinds: entities.keys().copied().collect() }];
+        let facts = Facts {
+            passages: &passages,
+            requested_model: Some(&self.backend),
+            ..Facts::new(tenant, Purpose::Embeddings)
+        };
+        // Health is not the question here (a failing embedder fails the batch); permission is.
+        let health = vec![Health::Healthy; self.policy.backends().len()];
+        let d = decide(&facts, &self.policy, &health, &Budgets::default());
+        match d.targets().first() {
+            Some(t) => Ok(t.redact),
+            None => Err(d.explain(&self.policy).reasons),
+        }
+    }
 }
 
 impl Default for IngestOptions {
@@ -47,6 +92,7 @@ impl Default for IngestOptions {
             label: None,
             groups: None,
             chunk: ChunkSpec { max_tokens: 200, overlap_tokens: 40 },
+            embed_gate: None,
         }
     }
 }
@@ -67,6 +113,10 @@ pub enum FileOutcome {
     },
     Skipped {
         reason: String,
+    },
+    /// The policy does not allow this document to be sent to the embedding backend.
+    Refused {
+        reasons: Vec<String>,
     },
     Failed {
         error: String,
@@ -106,6 +156,7 @@ pub struct IngestReport {
     pub ingested: usize,
     pub unchanged: usize,
     pub skipped: usize,
+    pub refused: usize,
     pub failed: usize,
     pub chunks: usize,
     pub tokens: usize,
@@ -122,6 +173,7 @@ impl IngestReport {
             }
             FileOutcome::Unchanged { .. } => self.unchanged += 1,
             FileOutcome::Skipped { .. } => self.skipped += 1,
+            FileOutcome::Refused { .. } => self.refused += 1,
             FileOutcome::Failed { .. } => self.failed += 1,
         }
         self.files.push((source, outcome));
@@ -145,6 +197,8 @@ struct Pending {
     /// Per chunk: kinds and counts of the findings that overlap it.
     chunk_entities: Vec<BTreeMap<EntityKind, u32>>,
     pages: Vec<std::ops::Range<usize>>,
+    /// What is sent to the embedder per chunk (pseudonymised when the policy says so).
+    embed_texts: Vec<String>,
 }
 
 /// Ingests files and folders (recursively). Hidden files and folders are skipped.
@@ -327,6 +381,27 @@ fn prepare_bytes(
     let entities = perimeter_detect::kind_counts(&findings).into_iter().map(|(k, n)| (k, n as u32)).collect();
     let level = perimeter_detect::level_of(&findings).map_or(label, |found| found.max(label));
     let chunk_entities = chunks.iter().map(|c| overlapping(&findings, c.start, c.end)).collect();
+    let redact = match &options.embed_gate {
+        None => false,
+        Some(gate) => match gate.admit(&options.tenant, label, &entities) {
+            Ok(redact) => redact,
+            Err(reasons) => return Ok(Prepared::Done(FileOutcome::Refused { reasons })),
+        },
+    };
+    let embed_texts = chunks
+        .iter()
+        .map(|c| {
+            let input = embedding_input(&title, c);
+            if !redact {
+                return Ok(input);
+            }
+            let spans: Vec<perimeter_redact::Span> =
+                detector.detect(&input).iter().map(|f| perimeter_redact::Span::new(f.kind, f.start, f.end)).collect();
+            perimeter_redact::redact(&input, &spans, &perimeter_redact::Tokens::Sequential)
+                .map(|r| r.text)
+                .map_err(|e| e.to_string())
+        })
+        .collect::<Result<Vec<_>, String>>()?;
     let record = DocumentRecord {
         id,
         tenant: options.tenant.clone(),
@@ -345,7 +420,14 @@ fn prepare_bytes(
         ingested_at: now_rfc3339(),
         pipeline_version,
     };
-    Ok(Prepared::Pending(Box::new(Pending { source: source.to_string(), record, chunks, chunk_entities, pages })))
+    Ok(Prepared::Pending(Box::new(Pending {
+        source: source.to_string(),
+        record,
+        chunks,
+        chunk_entities,
+        pages,
+        embed_texts,
+    })))
 }
 
 /// Embeds every pending document's chunks in one call and writes each document.
@@ -359,8 +441,7 @@ async fn flush(
     if pending.is_empty() {
         return Ok(());
     }
-    let texts: Vec<String> =
-        pending.iter().flat_map(|p| p.chunks.iter().map(move |c| embedding_input(&p.record.title, c))).collect();
+    let texts: Vec<String> = pending.iter_mut().flat_map(|p| std::mem::take(&mut p.embed_texts)).collect();
     let embeddings = embedder.embed(texts).await.map_err(|e| IndexError::Embed(e.to_string()))?;
     let total_chunks: usize = pending.iter().map(|p| p.chunks.len()).sum();
     if embeddings.vectors.len() != total_chunks {

@@ -15,8 +15,8 @@ use perimeter_store::{Store, StoreError};
 use perimeter_types::{Passage, RetrievalError, RetrievalQuery, Retriever};
 
 pub use ingest::{
-    display_source, document_id, ingest_bytes, ingest_paths, FileOutcome, IngestEvent, IngestOptions, IngestProgress,
-    IngestReport, PIPELINE_VERSION,
+    display_source, document_id, ingest_bytes, ingest_paths, EmbedGate, FileOutcome, IngestEvent, IngestOptions,
+    IngestProgress, IngestReport, PIPELINE_VERSION,
 };
 pub use perimeter_extract::{ChunkSpec, Format};
 
@@ -149,7 +149,10 @@ impl Index {
 
 impl Retriever for Index {
     fn retrieve(&self, query: &RetrievalQuery) -> Result<Vec<Passage>, RetrievalError> {
-        self.search(query, SearchMode::Hybrid).map_err(|e| match e {
+        // A query the policy would not let out to the embedding backend arrives without an
+        // embedding: keyword search alone.
+        let mode = if query.embedding.is_empty() { SearchMode::Bm25 } else { SearchMode::Hybrid };
+        self.search(query, mode).map_err(|e| match e {
             IndexError::Dimensions { expected, got } => RetrievalError::Dimensions { expected, got },
             other => RetrievalError::Index(other.to_string()),
         })

@@ -25,6 +25,13 @@ pub enum ApiError {
     Overloaded,
     #[error("internal error")]
     Internal(String),
+    /// The backends the policy allowed all failed. The message names backends, never text.
+    #[error("{0}")]
+    Upstream(String),
+    /// The policy allows no backend for this request. `perimeter` is the decision object
+    /// (levels, kinds, backend names and reasons; never text).
+    #[error("{message}")]
+    PolicyDenied { message: String, perimeter: Box<serde_json::Value> },
 }
 
 impl ApiError {
@@ -44,6 +51,8 @@ impl ApiError {
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Upstream(_) => StatusCode::BAD_GATEWAY,
+            ApiError::PolicyDenied { .. } => StatusCode::FORBIDDEN,
         }
     }
 
@@ -56,13 +65,19 @@ impl ApiError {
             ApiError::Unprocessable(_) => ("invalid_request_error", None, "unprocessable"),
             ApiError::Overloaded => ("server_error", None, "overloaded"),
             ApiError::Internal(_) => ("server_error", None, "internal_error"),
+            ApiError::Upstream(_) => ("server_error", None, "upstream_error"),
+            ApiError::PolicyDenied { .. } => ("policy_denied_error", None, "policy_denied"),
         }
     }
 
     /// The JSON error object (also sent as an SSE event when a stream fails).
     pub fn body(&self) -> serde_json::Value {
         let (kind, param, code) = self.kind();
-        json!({"error": {"message": self.to_string(), "type": kind, "param": param, "code": code}})
+        let mut body = json!({"error": {"message": self.to_string(), "type": kind, "param": param, "code": code}});
+        if let ApiError::PolicyDenied { perimeter, .. } = self {
+            body["perimeter"] = (**perimeter).clone();
+        }
+        body
     }
 }
 

@@ -1,6 +1,8 @@
 //! Perimeter's HTTP server: an OpenAI-compatible API over the retrieval pipeline, plus document
 //! management, health, metrics and the OpenAPI description.
 
+mod adapters;
+pub mod backends;
 mod error;
 mod metrics;
 mod openapi;
@@ -15,9 +17,10 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
 
+pub use backends::Backends;
 pub use error::ApiError;
 pub use metrics::Metrics;
-pub use routes::{perimeter_info, ROUTED_MODEL};
+pub use routes::{denied, perimeter_info, ROUTED_MODEL};
 pub use state::{load_models, open_index, AppState, Engines, StartError, EMBEDDED_BACKEND};
 pub use wire::PerimeterInfo;
 

@@ -48,12 +48,20 @@ pub struct Metrics {
     pub chat_seconds: Histogram,
     pub first_token_seconds: Histogram,
     pub retrieval_seconds: Histogram,
+    pub decisions_routed: AtomicU64,
+    pub decisions_denied: AtomicU64,
 }
 
 impl Metrics {
     pub fn request(&self, route: &str, status: u16) {
         let mut map = self.requests.lock().unwrap_or_else(|p| p.into_inner());
         *map.entry((route.to_string(), status)).or_insert(0) += 1;
+    }
+
+    /// Counts one access decision.
+    pub fn decision(&self, routed: bool) {
+        let c = if routed { &self.decisions_routed } else { &self.decisions_denied };
+        c.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn render(&self, documents: u64, chunks: u64) -> String {
@@ -65,6 +73,12 @@ impl Metrics {
         let counter = |out: &mut String, name: &str, help: &str, v: u64| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
         };
+        let _ = writeln!(
+            out,
+            "# HELP perimeter_decisions_total Access decisions by outcome.\n# TYPE perimeter_decisions_total counter\nperimeter_decisions_total{{decision=\"route\"}} {}\nperimeter_decisions_total{{decision=\"deny\"}} {}",
+            self.decisions_routed.load(Ordering::Relaxed),
+            self.decisions_denied.load(Ordering::Relaxed)
+        );
         counter(
             &mut out,
             "perimeter_prompt_tokens_total",

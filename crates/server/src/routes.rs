@@ -2,6 +2,7 @@
 
 use std::convert::Infallible;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
@@ -22,7 +23,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 
 use crate::error::ApiError;
-use crate::pipeline::{prepare, ChatInput, Prepared};
+use crate::pipeline::{execute, prepare, ChatInput, Completed, Event as PipelineEvent, Prepared};
 use crate::state::AppState;
 use crate::wire::{
     ChatCompletionRequest, EmbeddingInput, EmbeddingsRequest, NewDocument, PerimeterInfo, StopField, WireUsage,
@@ -115,7 +116,14 @@ pub fn chat_input(
     req: ChatCompletionRequest,
     headers: &HeaderMap,
 ) -> Result<(String, ChatInput, bool, bool), ApiError> {
-    let model = check_model(req.model.as_deref(), &[state.chat.model()])?;
+    let served: Vec<&str> = state
+        .config
+        .backends
+        .iter()
+        .filter(|b| b.profile.purposes.contains(&perimeter_policy::Purpose::Chat))
+        .flat_map(|b| [b.profile.name.as_str(), b.profile.model.as_str()])
+        .collect();
+    let model = check_model(req.model.as_deref(), &served)?;
     let wire_messages = req.messages.ok_or_else(|| ApiError::bad_request("messages is required", Some("messages")))?;
     if wire_messages.is_empty() {
         return Err(ApiError::bad_request("messages must contain at least one message", Some("messages")));
@@ -158,38 +166,81 @@ pub fn chat_input(
         collection: ext.collection,
         top_k: ext.top_k,
         requested_level: requested_level(headers)?,
+        requested_model: (model != ROUTED_MODEL).then(|| model.clone()),
         redact: ext.redact.unwrap_or(false),
     };
     let include_usage = req.stream_options.map(|o| o.include_usage).unwrap_or(false);
     Ok((model, input, req.stream, include_usage))
 }
 
-fn perimeter_headers(prepared: &Prepared) -> [(&'static str, HeaderValue); 3] {
-    let value = |s: &str| HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static("invalid"));
-    [
-        ("x-perimeter-level", value(prepared.plan.level.as_str())),
-        (
-            "x-perimeter-decision",
-            value(if prepared.plan.decision == perimeter_core::Decision::Route { "route" } else { "deny" }),
-        ),
-        ("x-perimeter-backend", value(&prepared.plan.backend)),
-    ]
+fn header_value(s: &str) -> HeaderValue {
+    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
 }
 
-pub fn perimeter_info(prepared: &Prepared, usage: Option<WireUsage>) -> PerimeterInfo {
+/// `x-perimeter-level`, `x-perimeter-decision` and (on a route) `x-perimeter-backend`.
+fn perimeter_headers(prepared: &Prepared, backend: Option<&str>) -> Vec<(&'static str, HeaderValue)> {
+    let mut h = vec![
+        ("x-perimeter-level", header_value(prepared.plan.level().as_str())),
+        ("x-perimeter-decision", header_value(prepared.plan.explanation.decision)),
+    ];
+    if let Some(b) = backend {
+        h.push(("x-perimeter-backend", header_value(b)));
+    }
+    h
+}
+
+/// The `perimeter` object. `completed` is the finished request, if it ran.
+pub fn perimeter_info(prepared: &Prepared, completed: Option<&Completed>) -> PerimeterInfo {
+    let e = &prepared.plan.explanation;
+    let mut reasons = prepared.reasons();
+    let (backend, redact, pseudonymised) = match completed {
+        Some(c) => {
+            if !c.failed.is_empty() {
+                reasons.push(format!(
+                    "failed before answering, skipped: {}; served by {}",
+                    c.failed.join(", "),
+                    c.target.name
+                ));
+            }
+            (Some(c.target.name.to_string()), c.target.redact, c.pseudonymised)
+        }
+        None => (e.backend.clone(), e.redact, 0),
+    };
     PerimeterInfo {
         entities: crate::wire::Entities {
-            query: prepared.classification.query_entities.clone(),
-            passages: prepared.classification.passage_entities.clone(),
+            query: prepared.plan.query_entities.clone(),
+            passages: prepared.plan.passage_entities.clone(),
         },
-        pseudonymised: prepared.mapping.as_ref().map_or(0, |m| m.len()),
-        level: prepared.plan.level,
-        decision: prepared.plan.decision,
-        backend: prepared.plan.backend.clone(),
-        reasons: prepared.plan.reasons.clone(),
+        pseudonymised,
+        level: prepared.plan.level(),
+        decision: e.decision,
+        backend,
+        redact,
+        fallbacks: e.fallbacks.clone(),
+        reasons,
+        trace: e.trace.clone(),
         citations: prepared.citations.clone(),
-        usage,
+        usage: completed.map(|c| c.outcome.usage.into()),
     }
+}
+
+/// The 403 for a request the policy refuses. Nothing was sent to any backend.
+pub fn denied(prepared: &Prepared) -> ApiError {
+    let info = perimeter_info(prepared, None);
+    let message = format!(
+        "Perimeter's policy allows no backend for this request (level {}): {}",
+        prepared.plan.level(),
+        prepared
+            .plan
+            .explanation
+            .reasons
+            .iter()
+            .filter(|r| !r.starts_with("level:"))
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("; ")
+    );
+    ApiError::PolicyDenied { message, perimeter: Box::new(json!(info)) }
 }
 
 fn finish_reason(f: FinishReason) -> &'static str {
@@ -213,106 +264,96 @@ pub async fn chat_completions(
     let started = Instant::now();
     let (model, input, stream, include_usage) = chat_input(&state, req, &headers)?;
     let prepared = prepare(&state, input).await?;
+    if prepared.is_denied() {
+        tracing::info!(level = %prepared.plan.level(), "request denied by policy");
+        let mut response = denied(&prepared).into_response();
+        for (name, value) in perimeter_headers(&prepared, None) {
+            response.headers_mut().insert(name, value);
+        }
+        return Ok(response);
+    }
     let id = completion_id();
     let created = unix_now();
-    let model_name = if model == ROUTED_MODEL { state.chat.model().to_string() } else { model };
+    let prepared = Arc::new(prepared);
+
+    // The pipeline runs in its own task: tokens flow through an unbounded channel (a backend
+    // must never block on a slow client), and generation stops when the client goes away.
+    let (tx, mut rx) = mpsc::unbounded_channel::<PipelineEvent>();
+    let task_state = state.clone();
+    let task_prepared = prepared.clone();
+    let done = tokio::spawn(async move {
+        let result = execute(&task_state, &task_prepared, &tx).await;
+        drop(tx);
+        result
+    });
+
+    let model_for = |target: &str| -> String {
+        if model == ROUTED_MODEL {
+            state
+                .config
+                .backends
+                .iter()
+                .find(|b| b.profile.name == target)
+                .map(|b| b.profile.model.clone())
+                .unwrap_or_else(|| target.to_string())
+        } else {
+            model.clone()
+        }
+    };
 
     if !stream {
-        let first = std::sync::Arc::new(std::sync::OnceLock::new());
-        let first_seen = first.clone();
-        let outcome = state
-            .chat
-            .chat(
-                prepared.request.clone(),
-                Box::new(move |_| {
-                    let _ = first_seen.set(Instant::now());
-                    true
-                }),
-            )
-            .await?;
-        let mut outcome = outcome;
-        if let Some(mapping) = &prepared.mapping {
-            outcome.text = perimeter_redact::restore(&outcome.text, mapping);
+        let mut first_token = None;
+        while let Some(ev) = rx.recv().await {
+            if first_token.is_none() && matches!(ev, PipelineEvent::Token(_)) {
+                first_token = Some(started.elapsed());
+            }
         }
-        if let Some(t) = first.get() {
-            state.metrics.first_token_seconds.observe(t.duration_since(started).as_secs_f64());
+        let completed = done.await.map_err(ApiError::internal)??;
+        if let Some(t) = first_token {
+            state.metrics.first_token_seconds.observe(t.as_secs_f64());
         }
-        record_usage(&state, &outcome);
+        record_usage(&state, &completed.outcome);
         state.metrics.chat_seconds.observe(started.elapsed().as_secs_f64());
         let body = json!({
             "id": id,
             "object": "chat.completion",
             "created": created,
-            "model": model_name,
+            "model": model_for(&completed.target.name),
             "choices": [{
                 "index": 0,
-                "message": {"role": "assistant", "content": outcome.text},
+                "message": {"role": "assistant", "content": completed.outcome.text},
                 "logprobs": null,
-                "finish_reason": finish_reason(outcome.finish_reason),
+                "finish_reason": finish_reason(completed.outcome.finish_reason),
             }],
-            "usage": WireUsage::from(outcome.usage),
-            "perimeter": perimeter_info(&prepared, Some(outcome.usage.into())),
+            "usage": WireUsage::from(completed.outcome.usage),
+            "perimeter": perimeter_info(&prepared, Some(&completed)),
         });
         let mut response = Json(body).into_response();
-        for (name, value) in perimeter_headers(&prepared) {
+        for (name, value) in perimeter_headers(&prepared, Some(&completed.target.name)) {
             response.headers_mut().insert(name, value);
         }
         return Ok(response);
     }
 
-    // Streaming: tokens flow from the model worker through an unbounded channel (the worker
-    // must never block on a slow client); the model stops when the client goes away.
-    enum Ev {
-        Token(String),
-        Done(Result<ChatOutcome, ApiError>),
-    }
-    let (tx, rx) = mpsc::unbounded_channel::<Ev>();
-    let (raw_tx, mut raw_rx) = mpsc::unbounded_channel::<String>();
-    let backend = state.chat.clone();
-    let request = prepared.request.clone();
-    let metrics_state = state.clone();
-    let mapping = prepared.mapping.clone();
-    tokio::spawn(async move {
-        let mut first = true;
-        let generate = backend.chat(
-            request,
-            Box::new(move |piece: &str| {
-                if first {
-                    first = false;
-                    metrics_state.metrics.first_token_seconds.observe(started.elapsed().as_secs_f64());
-                }
-                raw_tx.send(piece.to_string()).is_ok()
-            }),
-        );
-        // Placeholders may be split across tokens: the restorer holds back a possible prefix.
-        let mut restorer = mapping.as_ref().map(perimeter_redact::Restorer::new);
-        let forward = async {
-            while let Some(piece) = raw_rx.recv().await {
-                let text = match restorer.as_mut() {
-                    Some(r) => r.push(&piece),
-                    None => piece,
-                };
-                if !text.is_empty() && tx.send(Ev::Token(text)).is_err() {
-                    // The client went away: stop reading so the sink reports it to the model.
-                    break;
-                }
-            }
-            drop(raw_rx);
-        };
-        let (result, ()) = tokio::join!(generate, forward);
-        let mut result = result.map_err(ApiError::from);
-        if let Some(r) = restorer {
-            let rest = r.finish();
-            if !rest.is_empty() {
-                let _ = tx.send(Ev::Token(rest));
-            }
+    // Streaming: wait until a backend starts answering (or all allowed backends have failed),
+    // so the status and the x-perimeter-backend header tell the truth.
+    let serving = loop {
+        match rx.recv().await {
+            Some(PipelineEvent::Serving(target)) => break Some(target),
+            Some(PipelineEvent::Token(_)) => continue,
+            None => break None,
         }
-        if let (Ok(outcome), Some(mapping)) = (&mut result, &mapping) {
-            outcome.text = perimeter_redact::restore(&outcome.text, mapping);
+    };
+    let (serving, early, done) = match serving {
+        Some(t) => (t, None, Some(done)),
+        None => {
+            // Finished without a single token: an error, or an empty answer.
+            let completed = done.await.map_err(ApiError::internal)??;
+            (completed.target.clone(), Some(completed), None)
         }
-        let _ = tx.send(Ev::Done(result));
-    });
-
+    };
+    state.metrics.first_token_seconds.observe(started.elapsed().as_secs_f64());
+    let model_name = model_for(&serving.name);
     let chunk = {
         let (id, model_name) = (id.clone(), model_name.clone());
         move |delta: Value, finish: Option<&str>| {
@@ -327,37 +368,56 @@ pub async fn chat_completions(
     };
     let mut opening = chunk(json!({"role": "assistant", "content": ""}), None);
     opening["perimeter"] = json!(perimeter_info(&prepared, None));
+    opening["perimeter"]["backend"] = json!(serving.name.to_string());
+    opening["perimeter"]["redact"] = json!(serving.redact);
     let head = futures::stream::iter(vec![Ok::<Event, Infallible>(Event::default().data(opening.to_string()))]);
-    let prepared_tail = prepared.clone();
-    let state_tail = state.clone();
-    let body = UnboundedReceiverStream::new(rx).flat_map(move |ev| {
-        let events: Vec<Event> = match ev {
-            Ev::Token(text) => vec![Event::default().data(chunk(json!({"content": text}), None).to_string())],
-            Ev::Done(Ok(outcome)) => {
-                record_usage(&state_tail, &outcome);
-                state_tail.metrics.chat_seconds.observe(started.elapsed().as_secs_f64());
-                let mut last = chunk(json!({}), Some(finish_reason(outcome.finish_reason)));
-                last["perimeter"] = json!(perimeter_info(&prepared_tail, Some(outcome.usage.into())));
+    let tokens = {
+        let chunk = chunk.clone();
+        UnboundedReceiverStream::new(rx).filter_map(move |ev| {
+            let out = match ev {
+                PipelineEvent::Token(text) => Some(Ok::<Event, Infallible>(
+                    Event::default().data(chunk(json!({"content": text}), None).to_string()),
+                )),
+                PipelineEvent::Serving(_) => None,
+            };
+            std::future::ready(out)
+        })
+    };
+    let tail_state = state.clone();
+    let tail_prepared = prepared.clone();
+    let tail = futures::stream::once(async move {
+        let result = match (early, done) {
+            (Some(c), _) => Ok(c),
+            (None, Some(done)) => done.await.map_err(ApiError::internal).and_then(|r| r),
+            (None, None) => Err(ApiError::internal("the request finished twice")),
+        };
+        let events: Vec<Event> = match result {
+            Ok(completed) => {
+                record_usage(&tail_state, &completed.outcome);
+                tail_state.metrics.chat_seconds.observe(started.elapsed().as_secs_f64());
+                let mut last = chunk(json!({}), Some(finish_reason(completed.outcome.finish_reason)));
+                last["perimeter"] = json!(perimeter_info(&tail_prepared, Some(&completed)));
                 let mut out = vec![Event::default().data(last.to_string())];
                 if include_usage {
                     let usage = json!({
                         "id": last["id"], "object": "chat.completion.chunk", "created": created,
-                        "model": last["model"], "choices": [], "usage": WireUsage::from(outcome.usage),
+                        "model": last["model"], "choices": [], "usage": WireUsage::from(completed.outcome.usage),
                     });
                     out.push(Event::default().data(usage.to_string()));
                 }
                 out.push(Event::default().data("[DONE]"));
                 out
             }
-            Ev::Done(Err(e)) => {
+            Err(e) => {
                 tracing::warn!(error = %e, "stream failed after it started");
                 vec![Event::default().data(e.body().to_string()), Event::default().data("[DONE]")]
             }
         };
         futures::stream::iter(events.into_iter().map(Ok::<Event, Infallible>))
-    });
-    let mut response = Sse::new(head.chain(body)).keep_alive(KeepAlive::default()).into_response();
-    for (name, value) in perimeter_headers(&prepared) {
+    })
+    .flatten();
+    let mut response = Sse::new(head.chain(tokens).chain(tail)).keep_alive(KeepAlive::default()).into_response();
+    for (name, value) in perimeter_headers(&prepared, Some(&serving.name)) {
         response.headers_mut().insert(name, value);
     }
     Ok(response)
@@ -366,6 +426,7 @@ pub async fn chat_completions(
 /// `POST /v1/embeddings`
 pub async fn embeddings(
     State(state): State<AppState>,
+    headers: HeaderMap,
     JsonBody(req): JsonBody<EmbeddingsRequest>,
 ) -> Result<Response, ApiError> {
     let model = check_model(req.model.as_deref(), &[state.embedder.model()])?;
@@ -405,6 +466,64 @@ pub async fn embeddings(
             return Err(ApiError::bad_request("encoding_format must be float or base64", Some("encoding_format")))
         }
     };
+    // The texts go to the embedding backend only if the policy allows it.
+    let mut kinds: std::collections::BTreeMap<perimeter_types::EntityKind, u32> = Default::default();
+    for t in &texts {
+        for (k, n) in perimeter_detect::kind_counts(&state.detector.detect(t)) {
+            *kinds.entry(k).or_insert(0) += n as u32;
+        }
+    }
+    let plan = perimeter_core::plan(
+        &perimeter_core::PlanRequest {
+            tenant: perimeter_policy::DEFAULT_TENANT,
+            purpose: perimeter_policy::Purpose::Embeddings,
+            query_entities: &kinds,
+            passages: &[],
+            requested_level: requested_level(&headers)?,
+            requested_model: Some(&state.config.embedding_backend),
+            client_redact: false,
+        },
+        &state.config.policy,
+        &state.backends.health(),
+        &perimeter_policy::Budgets::default(),
+    );
+    state.metrics.decision(plan.decision.is_route());
+    let e = &plan.explanation;
+    let info = json!({"level": plan.level(), "entities": kinds, "decision": e.decision, "backend": e.backend, "redact": e.redact, "reasons": e.reasons, "trace": e.trace});
+    let mut perimeter_headers = vec![
+        ("x-perimeter-level", header_value(plan.level().as_str())),
+        ("x-perimeter-decision", header_value(e.decision)),
+    ];
+    let Some(target) = plan.decision.targets().first().map(|t| (*t).clone()) else {
+        let message = format!(
+            "Perimeter's policy does not allow these texts to be embedded by {} (level {})",
+            state.config.embedding_backend,
+            plan.level()
+        );
+        let mut response = ApiError::PolicyDenied { message, perimeter: Box::new(info) }.into_response();
+        for (name, value) in perimeter_headers {
+            response.headers_mut().insert(name, value);
+        }
+        return Ok(response);
+    };
+    perimeter_headers.push(("x-perimeter-backend", header_value(&target.name)));
+    let texts = if target.redact {
+        texts
+            .iter()
+            .map(|t| {
+                let spans: Vec<perimeter_redact::Span> = state
+                    .detector
+                    .detect(t)
+                    .iter()
+                    .map(|f| perimeter_redact::Span::new(f.kind, f.start, f.end))
+                    .collect();
+                perimeter_redact::redact(t, &spans, &perimeter_redact::Tokens::Sequential).map(|r| r.text)
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(ApiError::internal)?
+    } else {
+        texts
+    };
     let embedded = state.embedder.embed(texts).await.map_err(ApiError::internal)?;
     state.metrics.embedding_tokens.fetch_add(u64::from(embedded.prompt_tokens), Ordering::Relaxed);
     let data: Vec<Value> = embedded
@@ -421,27 +540,32 @@ pub async fn embeddings(
             json!({"object": "embedding", "index": i, "embedding": embedding})
         })
         .collect();
-    Ok(Json(json!({
+    let mut response = Json(json!({
         "object": "list",
         "data": data,
         "model": model,
         "usage": {"prompt_tokens": embedded.prompt_tokens, "total_tokens": embedded.prompt_tokens},
+        "perimeter": info,
     }))
-    .into_response())
+    .into_response();
+    for (name, value) in perimeter_headers {
+        response.headers_mut().insert(name, value);
+    }
+    Ok(response)
 }
 
 /// `GET /v1/models`
 pub async fn models(State(state): State<AppState>) -> Json<Value> {
     let created = 1_700_000_000u64;
-    let entry = |id: &str, kind: &str| json!({"id": id, "object": "model", "created": created, "owned_by": "perimeter", "perimeter": {"kind": kind, "backend": "embedded"}});
-    Json(json!({
-        "object": "list",
-        "data": [
-            entry(ROUTED_MODEL, "chat"),
-            entry(state.chat.model(), "chat"),
-            entry(state.embedder.model(), "embedding"),
-        ],
-    }))
+    let entry = |id: &str, kind: &str, backend: Value| json!({"id": id, "object": "model", "created": created, "owned_by": "perimeter", "perimeter": {"kind": kind, "backend": backend}});
+    let mut data = vec![entry(ROUTED_MODEL, "chat", json!("routed by policy"))];
+    for (b, _) in state.backends.summary() {
+        if b.profile.purposes.contains(&perimeter_policy::Purpose::Chat) {
+            data.push(entry(&b.profile.model, "chat", json!(b.profile.name)));
+        }
+    }
+    data.push(entry(state.embedder.model(), "embedding", json!(state.config.embedding_backend)));
+    Json(json!({"object": "list", "data": data}))
 }
 
 #[derive(Debug, Deserialize)]
@@ -545,6 +669,10 @@ pub async fn create_document(
             max_tokens: state.config.ingest.chunk_tokens,
             overlap_tokens: state.config.ingest.chunk_overlap,
         },
+        embed_gate: Some(perimeter_index::EmbedGate {
+            policy: state.config.policy.clone(),
+            backend: state.config.embedding_backend.clone(),
+        }),
         ..IngestOptions::default()
     };
     let source_name = format!("api:{source}");
@@ -564,6 +692,15 @@ pub async fn create_document(
         FileOutcome::Ingested { document_id, .. } => (StatusCode::CREATED, document_id.clone()),
         FileOutcome::Unchanged { document_id } => (StatusCode::OK, document_id.clone()),
         FileOutcome::Skipped { reason } => return Err(ApiError::Unprocessable(reason.clone())),
+        FileOutcome::Refused { reasons } => {
+            return Err(ApiError::PolicyDenied {
+                message: format!(
+                    "Perimeter's policy does not allow this document to be sent to embedding backend {}",
+                    state.config.embedding_backend
+                ),
+                perimeter: Box::new(json!({"decision": "deny", "reasons": reasons})),
+            })
+        }
         FileOutcome::Failed { error } => {
             return Err(ApiError::Unprocessable(format!("the document could not be ingested: {error}")))
         }
@@ -593,7 +730,14 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
             "status": "ready",
             "documents": documents,
             "chunks": chunks,
-            "models": {"chat": state.chat.model(), "embedding": state.embedder.model()},
+            "models": {"embedding": state.embedder.model()},
+            "backends": state.backends.summary().iter().map(|(b, h)| json!({
+                "name": b.profile.name,
+                "hosting": b.profile.hosting,
+                "model": b.profile.model,
+                "healthy": *h == perimeter_policy::Health::Healthy,
+                "problem": match h { perimeter_policy::Health::Unhealthy(u) => Some(u.as_str()), _ => None },
+            })).collect::<Vec<_>>(),
         }))
         .into_response(),
         _ => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "unavailable"}))).into_response(),

@@ -11,10 +11,10 @@ use perimeter_runtime::{builtin_manifest, verify, BertEmbedder, EmbeddedChat, Ll
 use perimeter_store::{SqliteStore, Store};
 use perimeter_types::{ChatBackend, Embedder};
 
+use crate::backends::{ApiFactory, Backends};
 use crate::metrics::Metrics;
 
-/// The name of the one backend this build has: the in-process model.
-pub const EMBEDDED_BACKEND: &str = "embedded";
+pub use perimeter_config::EMBEDDED_BACKEND;
 
 /// Everything a request needs, shared behind `Arc`s.
 #[derive(Clone)]
@@ -22,8 +22,10 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub data_dir: PathBuf,
     pub index: Arc<Index>,
+    /// The embedder of the embedding backend (`[embedding] backend`).
     pub embedder: Arc<dyn Embedder>,
-    pub chat: Arc<dyn ChatBackend>,
+    /// Every configured backend with its adapter and health, in policy order.
+    pub backends: Arc<Backends>,
     pub detector: Arc<Detector>,
     pub metrics: Arc<Metrics>,
 }
@@ -59,7 +61,23 @@ pub fn load_models(config: &Config, engines: Engines) -> Result<LoadedModels, Lo
             manifest.model(name).map_err(|e| LoadError::Engine { model: name.to_string(), reason: e.to_string() })?;
         verify(entry, &config.models.dir).map_err(|source| LoadError::Verify { model: name.to_string(), source })
     };
-    let embedder: Arc<dyn Embedder> = Arc::new(BertEmbedder::load(&verified(&config.models.embedding)?)?);
+    let embedding = config.backends.iter().find(|b| b.profile.name == config.embedding_backend).ok_or_else(|| {
+        LoadError::Engine { model: config.embedding_backend.clone(), reason: "not configured".into() }
+    })?;
+    let embedder: Arc<dyn Embedder> = if embedding.profile.provider == perimeter_policy::Provider::Embedded {
+        Arc::new(BertEmbedder::load(&verified(&config.models.embedding)?)?)
+    } else {
+        // An API or self-hosted embedder: every text sent to it passes the policy first.
+        let key = match &embedding.api_key_env {
+            Some(var) => Some(std::env::var(var).map_err(|_| LoadError::Engine {
+                model: embedding.profile.name.clone(),
+                reason: format!("the embedding backend's API key variable {var} is not set"),
+            })?),
+            None => None,
+        };
+        crate::adapters::build_embedder(embedding, key)
+            .map_err(|reason| LoadError::Engine { model: embedding.profile.name.clone(), reason })?
+    };
     let chat: Option<Arc<dyn ChatBackend>> = match engines {
         Engines::EmbeddingOnly => None,
         Engines::All => {
@@ -94,22 +112,47 @@ impl AppState {
         Ok(Self::new(config, data_dir, Arc::new(index), embedder, chat, Arc::new(Detector::new()?)))
     }
 
-    pub fn new(
+    /// Like [`AppState::new`] with an explicit factory for API and self-hosted adapters.
+    pub fn with_adapters(
         config: Config,
         data_dir: &Path,
         index: Arc<Index>,
         embedder: Arc<dyn Embedder>,
-        chat: Arc<dyn ChatBackend>,
+        embedded_chat: Arc<dyn ChatBackend>,
         detector: Arc<Detector>,
+        make_api: &ApiFactory<'_>,
     ) -> Self {
+        let backends = Backends::new(&config, Some(embedded_chat), embedder.clone(), make_api);
         Self {
             config: Arc::new(config),
             data_dir: data_dir.to_path_buf(),
             index,
             embedder,
-            chat,
+            backends: Arc::new(backends),
             detector,
             metrics: Arc::new(Metrics::default()),
         }
+    }
+
+    /// State with `embedded_chat` as the embedded backend and the built-in adapters for the
+    /// configured API and self-hosted backends.
+    pub fn new(
+        config: Config,
+        data_dir: &Path,
+        index: Arc<Index>,
+        embedder: Arc<dyn Embedder>,
+        embedded_chat: Arc<dyn ChatBackend>,
+        detector: Arc<Detector>,
+    ) -> Self {
+        Self::with_adapters(config, data_dir, index, embedder, embedded_chat, detector, &crate::adapters::build)
+    }
+
+    /// The embedded chat model (for benchmarks and `perimeter ask`'s model name).
+    pub fn embedded_chat(&self) -> Option<&Arc<dyn ChatBackend>> {
+        self.config
+            .backends
+            .iter()
+            .position(|b| b.profile.provider == perimeter_policy::Provider::Embedded)
+            .and_then(|i| self.backends.chat(i))
     }
 }

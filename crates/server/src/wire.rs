@@ -138,9 +138,18 @@ pub struct PerimeterInfo {
     /// How many distinct values were replaced by placeholders before the backend saw the
     /// prompt (0 when the request was not pseudonymised).
     pub pseudonymised: usize,
-    pub decision: perimeter_core::Decision,
-    pub backend: String,
+    /// `route` or `deny`.
+    pub decision: &'static str,
+    /// The backend that served the request (or was chosen; absent on a deny).
+    pub backend: Option<String>,
+    /// Whether the prompt was pseudonymised before the backend saw it.
+    pub redact: bool,
+    /// Allowed backends tried after the chosen one, if any (only from the allowed set).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fallbacks: Vec<String>,
     pub reasons: Vec<String>,
+    /// Every backend considered and why it was allowed or rejected.
+    pub trace: Vec<perimeter_policy::TraceEntry>,
     pub citations: Vec<Citation>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub usage: Option<WireUsage>,

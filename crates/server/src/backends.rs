@@ -1,0 +1,149 @@
+//! The configured backends at run time: the adapter behind each name and its health, which is
+//! the policy's health input.
+//!
+//! Health has two sources. Static: a backend whose API key variable is unset, or whose provider
+//! has no adapter in this build, is never healthy. Dynamic: a simple circuit breaker opens after
+//! `FAILURE_THRESHOLD` consecutive failures and lets a request through again after `COOL_DOWN`.
+//! Health only ever removes backends from the allowed set; it never adds one.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use perimeter_config::{Backend, Config};
+use perimeter_policy::{Health, Provider, Unhealthy};
+use perimeter_types::{ChatBackend, Embedder};
+
+/// Consecutive failures that open a backend's circuit.
+pub const FAILURE_THRESHOLD: u32 = 3;
+/// How long an open circuit keeps a backend out of the allowed set.
+pub const COOL_DOWN: Duration = Duration::from_secs(30);
+
+struct Slot {
+    config: Backend,
+    chat: Option<Arc<dyn ChatBackend>>,
+    /// A reason this backend can never be used in this process.
+    static_problem: Option<Unhealthy>,
+    failures: AtomicU32,
+    /// Milliseconds since `epoch` until which the circuit is open (0: closed).
+    open_until_ms: AtomicU64,
+}
+
+/// The backends in policy order, with their adapters and health.
+pub struct Backends {
+    slots: Vec<Slot>,
+    epoch: Instant,
+    /// The embedder of `[embedding] backend`.
+    pub embedder: Arc<dyn Embedder>,
+    /// Position of the embedding backend in policy order.
+    pub embedding_index: usize,
+}
+
+/// Builds an API adapter for a backend, given its key (read from the environment by the caller).
+pub type ApiFactory<'a> = dyn Fn(&Backend, Option<String>) -> Result<Arc<dyn ChatBackend>, String> + 'a;
+
+impl Backends {
+    /// Matches every configured backend with an adapter. `embedded` is the in-process chat model
+    /// (absent when only embeddings were loaded); `make_api` builds API and self-hosted adapters.
+    pub fn new(
+        config: &Config,
+        embedded: Option<Arc<dyn ChatBackend>>,
+        embedder: Arc<dyn Embedder>,
+        make_api: &ApiFactory<'_>,
+    ) -> Backends {
+        let mut slots = Vec::with_capacity(config.backends.len());
+        for b in &config.backends {
+            let (chat, static_problem) = match b.profile.provider {
+                Provider::Embedded => match &embedded {
+                    Some(e) => (Some(e.clone()), None),
+                    None => (None, Some(Unhealthy::Unavailable)),
+                },
+                provider => {
+                    let key = b.api_key_env.as_deref().map(std::env::var);
+                    match key {
+                        Some(Err(_)) => {
+                            tracing::warn!(backend = %b.profile.name, env = ?b.api_key_env, "API key variable is not set; the backend will not be used");
+                            (None, Some(Unhealthy::CredentialsMissing))
+                        }
+                        key => match make_api(b, key.and_then(Result::ok)) {
+                            Ok(adapter) => (Some(adapter), None),
+                            Err(reason) => {
+                                tracing::warn!(backend = %b.profile.name, %provider, %reason, "backend unavailable; it will not be used");
+                                (None, Some(Unhealthy::Unavailable))
+                            }
+                        },
+                    }
+                }
+            };
+            slots.push(Slot {
+                config: b.clone(),
+                chat,
+                static_problem,
+                failures: AtomicU32::new(0),
+                open_until_ms: AtomicU64::new(0),
+            });
+        }
+        let embedding_index = config.policy.backend_index(&config.embedding_backend).unwrap_or(usize::MAX);
+        Backends { slots, epoch: Instant::now(), embedder, embedding_index }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64 + 1
+    }
+
+    /// Health of every backend, in policy order.
+    pub fn health(&self) -> Vec<Health> {
+        let now = self.now_ms();
+        self.slots
+            .iter()
+            .map(|s| match s.static_problem {
+                Some(p) => Health::Unhealthy(p),
+                None if s.chat.is_none() && s.config.profile.purposes.contains(&perimeter_policy::Purpose::Chat) => {
+                    Health::Unhealthy(Unhealthy::Unavailable)
+                }
+                None if s.open_until_ms.load(Ordering::Relaxed) > now => Health::Unhealthy(Unhealthy::CircuitOpen),
+                None => Health::Healthy,
+            })
+            .collect()
+    }
+
+    pub fn chat(&self, index: usize) -> Option<&Arc<dyn ChatBackend>> {
+        self.slots.get(index).and_then(|s| s.chat.as_ref())
+    }
+
+    pub fn config(&self, index: usize) -> Option<&Backend> {
+        self.slots.get(index).map(|s| &s.config)
+    }
+
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// A call succeeded: the circuit closes.
+    pub fn record_success(&self, index: usize) {
+        if let Some(s) = self.slots.get(index) {
+            s.failures.store(0, Ordering::Relaxed);
+            s.open_until_ms.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// A call failed before producing output; enough of them in a row open the circuit.
+    pub fn record_failure(&self, index: usize) {
+        if let Some(s) = self.slots.get(index) {
+            let n = s.failures.fetch_add(1, Ordering::Relaxed) + 1;
+            if n >= FAILURE_THRESHOLD {
+                s.open_until_ms.store(self.now_ms() + COOL_DOWN.as_millis() as u64, Ordering::Relaxed);
+                tracing::warn!(backend = %s.config.profile.name, failures = n, "circuit opened");
+            }
+        }
+    }
+
+    /// Name and health of each backend, for `/readyz` and `/v1/models`.
+    pub fn summary(&self) -> Vec<(&Backend, Health)> {
+        self.slots.iter().map(|s| &s.config).zip(self.health()).collect()
+    }
+}

@@ -100,6 +100,11 @@ regions = ["us-east-1"]
     assert!(has("tenant default: no backend can serve chat at level restricted"), "{warnings:?}");
     assert!(has("backend us-only: no level of any tenant allows it"), "{warnings:?}");
     assert!(has("availability[0]"), "{warnings:?}");
+
+    let config = write(&dir, "t.toml", "[[tenant]]\nname = \"acme\"\nresidency = [\"eu\"]\n");
+    let (code, out, _) = run(perimeter().args(["policy", "check", "--json", "--config"]).arg(&config));
+    assert_eq!(code, 0);
+    assert!(out.contains("no tenant is named"), "{out}");
 }
 
 #[test]

@@ -12,10 +12,17 @@ pub fn lint(policy: &Policy) -> Vec<String> {
     let mut out = Vec::new();
     let healthy = vec![Health::Healthy; policy.backends.len()];
     let budgets = Budgets::default();
-    if !policy.tenants_declared {
+    let leaves = policy.backends.iter().any(|b| b.profile.hosting != Hosting::Embedded);
+    if !policy.tenants_declared && leaves {
         out.push(
             "no [[tenant]] is declared: the default tenant may have its data processed in any jurisdiction; declare it with a residency".into(),
         );
+    }
+    if policy.tenants_declared && !policy.tenant_index.contains_key(crate::DEFAULT_TENANT) {
+        out.push(format!(
+            "no tenant is named \"{}\": requests without an API key that names a tenant belong to it, and will be refused",
+            crate::DEFAULT_TENANT
+        ));
     }
     let mut ever_allowed = vec![false; policy.backends.len()];
     for t in &policy.tenants {

@@ -122,6 +122,9 @@ impl AppState {
         detector: Arc<Detector>,
         make_api: &ApiFactory<'_>,
     ) -> Self {
+        for warning in perimeter_policy::lint(&config.policy) {
+            tracing::warn!(%warning, "policy");
+        }
         let backends = Backends::new(&config, Some(embedded_chat), embedder.clone(), make_api);
         Self {
             config: Arc::new(config),

@@ -13,6 +13,9 @@
 //! status and the provider's error `type`/`code` identifiers, never its error `message`, which
 //! may quote the prompt.
 
+pub mod anthropic;
+pub mod azure;
+pub mod bedrock;
 mod chat;
 mod embed;
 mod endpoint;

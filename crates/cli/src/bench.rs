@@ -62,6 +62,8 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 5)]
         runs: usize,
     },
+    /// Latency Perimeter adds in front of a fast OpenAI-compatible upstream, and the rate it sustains.
+    Gateway(crate::bench_gateway::GatewayArgs),
     /// Hybrid retrieval latency over a synthetic store of N chunks (no generation).
     Retrieval {
         #[arg(long, default_value_t = 100_000)]
@@ -76,6 +78,7 @@ pub enum BenchCommand {
 
 pub fn run(config: &Config, data_dir: &std::path::Path, cmd: BenchCommand) -> Result<i32> {
     match cmd {
+        BenchCommand::Gateway(args) => crate::bench_gateway::run(config, data_dir, args),
         BenchCommand::Rag { question, runs } => rag(config, data_dir, &question, runs),
         BenchCommand::Detect { dense, prose, runs } => detect(&dense, &prose, runs),
         BenchCommand::Embed { sentences, runs, words, dump } => embed(config, sentences, runs, words, dump),

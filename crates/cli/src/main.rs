@@ -3,6 +3,7 @@
 
 mod ask;
 mod bench;
+mod bench_gateway;
 mod eval;
 mod eval_detect;
 mod ingest;
@@ -84,6 +85,11 @@ fn main() {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("PERIMETER_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tantivy=warn"));
+    // aws-sigv4 logs the canonical request (with the session token) at trace level: never.
+    let filter = match "aws_sigv4=off".parse() {
+        Ok(directive) => filter.add_directive(directive),
+        Err(_) => filter,
+    };
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
     let code = match run(cli) {
         Ok(code) => code,

@@ -126,6 +126,11 @@ pub fn startup_health(config: &Config) -> Vec<Health> {
         .iter()
         .map(|b| match &b.api_key_env {
             Some(var) if std::env::var_os(var).is_none() => Health::Unhealthy(Unhealthy::CredentialsMissing),
+            _ if b.profile.provider == perimeter_policy::Provider::Bedrock
+                && perimeter_providers::bedrock::resolve_credentials(b.aws_profile.as_deref()).is_err() =>
+            {
+                Health::Unhealthy(Unhealthy::CredentialsMissing)
+            }
             _ => Health::Healthy,
         })
         .collect()

@@ -36,6 +36,16 @@ pub struct Config {
     pub policy_input: PolicyInput,
 }
 
+/// How an Azure OpenAI backend authenticates: the variable in `api_key_env` holds either an
+/// `api-key` or a Microsoft Entra ID bearer token.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AzureAuthKind {
+    #[default]
+    ApiKey,
+    Entra,
+}
+
 /// A backend: how to reach it. What the policy needs to know about it is in `profile`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Backend {
@@ -54,6 +64,20 @@ pub struct Backend {
     pub dimensions: Option<usize>,
     /// Longest input an API or self-hosted embedding model accepts, in its tokens.
     pub max_input_tokens: usize,
+    /// Azure OpenAI: the deployment that serves `model`.
+    pub deployment: Option<String>,
+    /// Azure OpenAI: the `api-version` query value; Anthropic: the `anthropic-version` header.
+    pub api_version: Option<String>,
+    /// Azure OpenAI: what the key variable holds.
+    pub auth: AzureAuthKind,
+    /// Amazon Bedrock: the profile in the shared AWS files (default: `AWS_PROFILE` or `default`).
+    pub aws_profile: Option<String>,
+    /// Extra trusted CA certificate(s), PEM, for a server with a private CA.
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate chain and key, PEM, for mutual TLS.
+    pub client_identity_file: Option<PathBuf>,
+    /// Attempts per call, retries included, on connection failures, 429 and 5xx.
+    pub max_attempts: u32,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -151,6 +175,13 @@ struct RawBackend {
     context_tokens: Option<u32>,
     dimensions: Option<usize>,
     max_input_tokens: Option<usize>,
+    deployment: Option<String>,
+    api_version: Option<String>,
+    auth: Option<AzureAuthKind>,
+    aws_profile: Option<String>,
+    ca_file: Option<PathBuf>,
+    client_identity_file: Option<PathBuf>,
+    max_attempts: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -322,6 +353,13 @@ impl Raw {
                 context_tokens: 0,
                 dimensions: None,
                 max_input_tokens: 0,
+                deployment: None,
+                api_version: None,
+                auth: AzureAuthKind::ApiKey,
+                aws_profile: None,
+                ca_file: None,
+                client_identity_file: None,
+                max_attempts: 1,
             });
         }
         let embedding_backend = match self.embedding.and_then(|e| e.backend) {
@@ -339,12 +377,14 @@ impl Raw {
                     format!("names {embedding_backend:?}, which is not a configured backend"),
                 ))
             }
-            Some(b) if !b.profile.purposes.contains(&Purpose::Embeddings) => return Err(invalid(
-                "embedding.backend",
-                format!(
+            Some(b) if !b.profile.purposes.contains(&Purpose::Embeddings) => {
+                return Err(invalid(
+                    "embedding.backend",
+                    format!(
                     "names {embedding_backend:?}, which does not serve embeddings (add \"embeddings\" to its `serves`)"
                 ),
-            )),
+                ))
+            }
             Some(_) => {}
         }
         let policy_input = PolicyInput {
@@ -489,6 +529,44 @@ impl RawBackend {
                 "only applies to API or self-hosted backends that serve embeddings".into(),
             ));
         }
+        let only = |field: &str, set: bool, providers: &[Provider]| -> Result<(), (String, String)> {
+            if set && !providers.contains(&provider) {
+                let names: Vec<&str> = providers.iter().map(|p| p.as_str()).collect();
+                return Err((key(field), format!("only applies to provider {}", names.join(" or "))));
+            }
+            Ok(())
+        };
+        only("deployment", self.deployment.is_some(), &[Provider::AzureOpenai])?;
+        only("auth", self.auth.is_some(), &[Provider::AzureOpenai])?;
+        only("api_version", self.api_version.is_some(), &[Provider::AzureOpenai, Provider::Anthropic])?;
+        only("aws_profile", self.aws_profile.is_some(), &[Provider::Bedrock])?;
+        only(
+            "ca_file",
+            self.ca_file.is_some() || self.client_identity_file.is_some(),
+            &[Provider::Openai, Provider::OpenaiCompatible, Provider::AzureOpenai, Provider::Anthropic],
+        )?;
+        if provider == Provider::AzureOpenai && self.deployment.as_deref().is_none_or(|d| d.trim().is_empty()) {
+            return Err((
+                key("deployment"),
+                "is required for azure_openai: the deployment that serves the model".into(),
+            ));
+        }
+        if provider == Provider::Bedrock && self.region.as_deref().is_none_or(|r| r.trim().is_empty()) {
+            return Err((key("region"), "is required for bedrock (e.g. \"eu-central-1\")".into()));
+        }
+        if provider == Provider::Bedrock && self.api_key_env.is_some() {
+            return Err((
+                key("api_key_env"),
+                "does not apply to bedrock: credentials come from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or the shared AWS files (aws_profile)".into(),
+            ));
+        }
+        if provider == Provider::Anthropic && purposes.contains(&Purpose::Embeddings) {
+            return Err((key("serves"), "anthropic has no embeddings API".into()));
+        }
+        let max_attempts = self.max_attempts.unwrap_or(3);
+        if !(1..=10).contains(&max_attempts) {
+            return Err((key("max_attempts"), "must be between 1 and 10".into()));
+        }
         let max_input_tokens = self.max_input_tokens.unwrap_or(8191);
         if !(16..=1_000_000).contains(&max_input_tokens) {
             return Err((key("max_input_tokens"), "must be between 16 and 1000000".into()));
@@ -524,6 +602,13 @@ impl RawBackend {
             context_tokens,
             dimensions: self.dimensions,
             max_input_tokens,
+            deployment: self.deployment,
+            api_version: self.api_version,
+            auth: self.auth.unwrap_or_default(),
+            aws_profile: self.aws_profile,
+            ca_file: self.ca_file,
+            client_identity_file: self.client_identity_file,
+            max_attempts,
         })
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! The request always asks for a stream with `stream_options.include_usage`, so text reaches the
 //! sink as the provider produces it and the token counts arrive in a last chunk with empty
-//! `choices`. `StreamState` interprets the chunks and is pure; `chat` only moves bytes.
+//! `choices`. `StreamState` interprets the chunks and is pure; `stream_chat` only moves bytes.
+//! Azure OpenAI (`azure`) speaks the same stream and uses `chat_body` and `run_chat` too.
 
 use std::fmt;
 use std::time::Instant;
@@ -90,86 +91,98 @@ impl ChatBackend for OpenAiChat {
         self.context_tokens
     }
 
-    async fn chat(&self, request: ChatRequest, mut sink: TokenSink) -> Result<ChatOutcome, BackendError> {
-        let started = Instant::now();
-        let body = chat_body(&self.model, self.connection.flavour, &request);
-        let result = self.stream(&body, started, &mut sink).await;
-        let elapsed_ms = started.elapsed().as_millis() as u64;
-        match &result {
-            Ok(outcome) => tracing::debug!(
-                backend = %self.name,
-                elapsed_ms,
-                prompt_tokens = outcome.usage.prompt_tokens,
-                completion_tokens = outcome.usage.completion_tokens,
-                finish = ?outcome.finish_reason,
-                "provider chat finished"
-            ),
-            Err(error) => tracing::warn!(backend = %self.name, elapsed_ms, %error, "provider chat failed"),
-        }
-        result
+    async fn chat(&self, request: ChatRequest, sink: TokenSink) -> Result<ChatOutcome, BackendError> {
+        let body = chat_body(Some(&self.model), self.connection.flavour, &request);
+        run_chat(&self.connection, "chat/completions", &self.name, &body, sink).await
     }
 }
 
-impl OpenAiChat {
-    async fn stream(
-        &self,
-        body: &wire::ChatBody<'_>,
-        started: Instant,
-        sink: &mut TokenSink,
-    ) -> Result<ChatOutcome, BackendError> {
-        let response = self.connection.send(self.connection.post("chat/completions", body)).await?;
-        let mut bytes = response.bytes_stream();
-        let mut decoder = SseDecoder::new(MAX_EVENT_BYTES);
-        let mut state = StreamState::default();
-        let mut events = Vec::new();
-        let mut text = String::new();
-        let mut first_content: Option<Instant> = None;
-        let timings = |first: Option<Instant>| {
-            let end = Instant::now();
-            let first = first.unwrap_or(end);
-            Timings {
-                prompt_ms: (first - started).as_secs_f64() * 1000.0,
-                generation_ms: (end - first).as_secs_f64() * 1000.0,
-            }
-        };
-        while let Some(chunk) = bytes.next().await {
-            let chunk = chunk.map_err(|e| self.connection.transport_failure(&e))?;
-            decoder.feed(&chunk, &mut events).map_err(StreamError::from)?;
-            for event in events.drain(..) {
-                if state.done {
-                    break;
-                }
-                let Some(piece) = state.on_event(&event)? else { continue };
-                first_content.get_or_insert_with(Instant::now);
-                text.push_str(&piece);
-                if !sink(&piece) {
-                    // Dropping the response closes the connection, which stops generation at
-                    // the provider. Nothing more is read, so usage is unknown.
-                    return Ok(ChatOutcome {
-                        text,
-                        usage: Usage::default(),
-                        finish_reason: FinishReason::Cancelled,
-                        timings: timings(first_content),
-                    });
-                }
-            }
+/// Streams one chat completion (`POST {base_url}/{path}`) into `sink` and logs how it went
+/// under the backend's `name`.
+pub(crate) async fn run_chat(
+    connection: &Connection,
+    path: &str,
+    name: &str,
+    body: &wire::ChatBody<'_>,
+    mut sink: TokenSink,
+) -> Result<ChatOutcome, BackendError> {
+    let started = Instant::now();
+    let result = stream_chat(connection, path, name, body, started, &mut sink).await;
+    let elapsed_ms = started.elapsed().as_millis() as u64;
+    match &result {
+        Ok(outcome) => tracing::debug!(
+            backend = %name,
+            elapsed_ms,
+            prompt_tokens = outcome.usage.prompt_tokens,
+            completion_tokens = outcome.usage.completion_tokens,
+            finish = ?outcome.finish_reason,
+            "provider chat finished"
+        ),
+        Err(error) => tracing::warn!(backend = %name, elapsed_ms, %error, "provider chat failed"),
+    }
+    result
+}
+
+async fn stream_chat(
+    connection: &Connection,
+    path: &str,
+    name: &str,
+    body: &wire::ChatBody<'_>,
+    started: Instant,
+    sink: &mut TokenSink,
+) -> Result<ChatOutcome, BackendError> {
+    let response = connection.send(connection.post(path, body)).await?;
+    let mut bytes = response.bytes_stream();
+    let mut decoder = SseDecoder::new(MAX_EVENT_BYTES);
+    let mut state = StreamState::default();
+    let mut events = Vec::new();
+    let mut text = String::new();
+    let mut first_content: Option<Instant> = None;
+    let timings = |first: Option<Instant>| {
+        let end = Instant::now();
+        let first = first.unwrap_or(end);
+        Timings {
+            prompt_ms: (first - started).as_secs_f64() * 1000.0,
+            generation_ms: (end - first).as_secs_f64() * 1000.0,
+        }
+    };
+    while let Some(chunk) = bytes.next().await {
+        let chunk = chunk.map_err(|e| connection.transport_failure(&e))?;
+        decoder.feed(&chunk, &mut events).map_err(StreamError::from)?;
+        for event in events.drain(..) {
             if state.done {
                 break;
             }
+            let Some(piece) = state.on_event(&event)? else { continue };
+            first_content.get_or_insert_with(Instant::now);
+            text.push_str(&piece);
+            if !sink(&piece) {
+                // Dropping the response closes the connection, which stops generation at
+                // the provider. Nothing more is read, so usage is unknown.
+                return Ok(ChatOutcome {
+                    text,
+                    usage: Usage::default(),
+                    finish_reason: FinishReason::Cancelled,
+                    timings: timings(first_content),
+                });
+            }
         }
-        if decoder.finish() {
-            tracing::debug!(backend = %self.name, "provider stream ended inside an event");
+        if state.done {
+            break;
         }
-        let (finish_reason, usage) = state.finish()?;
-        if usage.is_none() {
-            tracing::debug!(backend = %self.name, "provider sent no usage; reporting zero tokens");
-        }
-        Ok(ChatOutcome { text, usage: usage.unwrap_or_default(), finish_reason, timings: timings(first_content) })
     }
+    if decoder.finish() {
+        tracing::debug!(backend = %name, "provider stream ended inside an event");
+    }
+    let (finish_reason, usage) = state.finish()?;
+    if usage.is_none() {
+        tracing::debug!(backend = %name, "provider sent no usage; reporting zero tokens");
+    }
+    Ok(ChatOutcome { text, usage: usage.unwrap_or_default(), finish_reason, timings: timings(first_content) })
 }
 
-/// The JSON body for a streamed chat completion.
-fn chat_body<'a>(model: &'a str, flavour: Flavour, request: &'a ChatRequest) -> wire::ChatBody<'a> {
+/// The JSON body for a streamed chat completion. `model` is `None` where the URL names it.
+pub(crate) fn chat_body<'a>(model: Option<&'a str>, flavour: Flavour, request: &'a ChatRequest) -> wire::ChatBody<'a> {
     let params = &request.params;
     let (max_completion_tokens, max_tokens) = match flavour {
         Flavour::OpenAi => (Some(params.max_tokens), None),
@@ -335,6 +348,18 @@ mod tests {
     }
 
     #[test]
+    fn azure_filter_results_are_accepted_and_ignored() {
+        let (pieces, end) = run(&[
+            r#"{"choices":[],"created":0,"id":"","model":"","object":"","prompt_filter_results":[{"prompt_index":0,"content_filter_results":{"hate":{"filtered":false,"severity":"safe"}}}]}"#,
+            r#"{"choices":[{"content_filter_results":{"hate":{"filtered":false,"severity":"safe"}},"delta":{"content":"Paris"},"finish_reason":null,"index":0,"logprobs":null}],"created":1,"id":"x","model":"gpt-4o","object":"chat.completion.chunk"}"#,
+            r#"{"choices":[{"content_filter_results":{},"delta":{},"finish_reason":"stop","index":0,"logprobs":null}],"created":1,"id":"x","model":"gpt-4o","object":"chat.completion.chunk"}"#,
+            "[DONE]",
+        ]);
+        assert_eq!(pieces, ["Paris"]);
+        assert_eq!(end, Ok((FinishReason::Stop, None)));
+    }
+
+    #[test]
     fn broken_streams_are_errors() {
         assert_eq!(run(&[r#"{"choices":[{"index":0,"delta":{"content":"x"}}]}"#]).1, Err(StreamError::EndedEarly));
         assert_eq!(run(&["{not json"]).1, Err(StreamError::Malformed));
@@ -376,7 +401,7 @@ mod tests {
             messages: vec![ChatMessage::new(Role::System, "s"), ChatMessage::new(Role::User, "u")],
             params: GenerationParams { max_tokens: 7, temperature: 0.5, stop: vec![], ..GenerationParams::default() },
         };
-        let openai = serde_json::to_value(chat_body("m", Flavour::OpenAi, &request)).unwrap();
+        let openai = serde_json::to_value(chat_body(Some("m"), Flavour::OpenAi, &request)).unwrap();
         assert_eq!(
             openai,
             serde_json::json!({
@@ -390,8 +415,11 @@ mod tests {
                 "stream_options": {"include_usage": true}
             })
         );
-        let compatible = serde_json::to_value(chat_body("m", Flavour::OpenAiCompatible, &request)).unwrap();
+        let compatible = serde_json::to_value(chat_body(Some("m"), Flavour::OpenAiCompatible, &request)).unwrap();
         assert_eq!(compatible["max_tokens"], 7);
         assert!(compatible.get("max_completion_tokens").is_none());
+        let azure = serde_json::to_value(chat_body(None, Flavour::OpenAi, &request)).unwrap();
+        assert!(azure.get("model").is_none());
+        assert_eq!(azure["max_completion_tokens"], 7);
     }
 }

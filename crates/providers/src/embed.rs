@@ -4,6 +4,7 @@
 //! summed over the inputs). Each response is checked and put back in input order by `assemble`,
 //! which is pure: one vector per input, every index once, the configured dimensions, finite
 //! values. Vectors are normalised to unit length, as the `Embedder` trait promises.
+//! `EmbedClient` does the requests for this adapter and for Azure OpenAI's (`azure`).
 
 use std::fmt;
 use std::ops::Range;
@@ -55,33 +56,70 @@ impl OpenAiEmbedderOptions {
 
 /// An embedder served over the OpenAI Embeddings API.
 pub struct OpenAiEmbedder {
-    name: String,
-    model: String,
-    dimensions: usize,
-    max_tokens: usize,
-    connection: Connection,
+    client: EmbedClient,
 }
 
 impl OpenAiEmbedder {
     pub fn new(options: OpenAiEmbedderOptions) -> Result<Self, crate::BuildError> {
         let connection = Connection::new(&options.endpoint)?;
         Ok(Self {
-            name: options.name,
-            model: options.model,
-            dimensions: options.dimensions,
-            max_tokens: options.max_tokens,
-            connection,
+            client: EmbedClient {
+                name: options.name,
+                model: options.model,
+                send_model: true,
+                path: "embeddings".to_string(),
+                dimensions: options.dimensions,
+                max_tokens: options.max_tokens,
+                connection,
+            },
         })
     }
 
     /// The backend's configured name.
     pub fn name(&self) -> &str {
-        &self.name
+        &self.client.name
+    }
+}
+
+/// The requests and checks of an OpenAI-shaped embeddings endpoint.
+pub(crate) struct EmbedClient {
+    /// The backend's configured name, used in logs.
+    pub name: String,
+    /// The model reported by `Embedder::model`, and sent when `send_model` is set.
+    pub model: String,
+    /// Whether the body names the model; Azure OpenAI's URL names the deployment instead.
+    pub send_model: bool,
+    /// Appended to the connection's base URL, query string included.
+    pub path: String,
+    pub dimensions: usize,
+    pub max_tokens: usize,
+    pub connection: Connection,
+}
+
+impl EmbedClient {
+    /// Embeds `texts` in as many requests as the batch limits need; each request is retried by
+    /// `Connection::send` on its own.
+    pub async fn embed(&self, texts: Vec<String>) -> Result<Embeddings, EmbedError> {
+        if let Some(i) = texts.iter().position(|t| t.is_empty()) {
+            return Err(EmbedError::InvalidInput(format!("input {i} is empty; the provider refuses empty strings")));
+        }
+        let mut vectors = Vec::with_capacity(texts.len());
+        let mut prompt_tokens = 0u32;
+        for range in batches(&texts) {
+            let (batch, tokens) = self.embed_batch(&texts[range.clone()]).await.map_err(|failure| {
+                tracing::warn!(backend = %self.name, inputs = range.len(), ?failure, "provider embedding failed");
+                EmbedError::from(failure)
+            })?;
+            vectors.extend(batch);
+            prompt_tokens = prompt_tokens.saturating_add(tokens);
+        }
+        tracing::debug!(backend = %self.name, inputs = texts.len(), prompt_tokens, "provider embedding finished");
+        Ok(Embeddings { vectors, prompt_tokens })
     }
 
     async fn embed_batch(&self, input: &[String]) -> Result<(Vec<Vec<f32>>, u32), Failure> {
-        let body = wire::EmbedBody { model: &self.model, input };
-        let response = self.connection.send(self.connection.post("embeddings", &body)).await?;
+        let body = wire::EmbedBody { model: self.send_model.then_some(self.model.as_str()), input };
+        let response = self.connection.send(self.connection.post(&self.path, &body)).await?;
         // Pretty-printed JSON spends at most a few dozen bytes on each number.
         let limit = input.len().saturating_mul(self.dimensions).saturating_mul(64).saturating_add(1 << 20);
         let bytes = read_capped(response, limit).await.map_err(|e| match e {
@@ -98,14 +136,15 @@ impl OpenAiEmbedder {
 
 impl fmt::Debug for OpenAiEmbedder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let client = &self.client;
         f.debug_struct("OpenAiEmbedder")
-            .field("name", &self.name)
-            .field("model", &self.model)
-            .field("flavour", &self.connection.flavour)
-            .field("base_url", &self.connection.base_url)
-            .field("api_key", &self.connection.has_key().then_some(Redacted))
-            .field("dimensions", &self.dimensions)
-            .field("max_tokens", &self.max_tokens)
+            .field("name", &client.name)
+            .field("model", &client.model)
+            .field("flavour", &client.connection.flavour)
+            .field("base_url", &client.connection.base_url)
+            .field("api_key", &client.connection.has_key().then_some(Redacted))
+            .field("dimensions", &client.dimensions)
+            .field("max_tokens", &client.max_tokens)
             .finish()
     }
 }
@@ -113,15 +152,15 @@ impl fmt::Debug for OpenAiEmbedder {
 #[async_trait]
 impl Embedder for OpenAiEmbedder {
     fn model(&self) -> &str {
-        &self.model
+        &self.client.model
     }
 
     fn dimensions(&self) -> usize {
-        self.dimensions
+        self.client.dimensions
     }
 
     fn max_tokens(&self) -> usize {
-        self.max_tokens
+        self.client.max_tokens
     }
 
     /// `estimate_tokens`: the provider's tokenizer is not available here.
@@ -130,21 +169,7 @@ impl Embedder for OpenAiEmbedder {
     }
 
     async fn embed(&self, texts: Vec<String>) -> Result<Embeddings, EmbedError> {
-        if let Some(i) = texts.iter().position(|t| t.is_empty()) {
-            return Err(EmbedError::InvalidInput(format!("input {i} is empty; the provider refuses empty strings")));
-        }
-        let mut vectors = Vec::with_capacity(texts.len());
-        let mut prompt_tokens = 0u32;
-        for range in batches(&texts) {
-            let (batch, tokens) = self.embed_batch(&texts[range.clone()]).await.map_err(|failure| {
-                tracing::warn!(backend = %self.name, inputs = range.len(), ?failure, "provider embedding failed");
-                EmbedError::from(failure)
-            })?;
-            vectors.extend(batch);
-            prompt_tokens = prompt_tokens.saturating_add(tokens);
-        }
-        tracing::debug!(backend = %self.name, inputs = texts.len(), prompt_tokens, "provider embedding finished");
-        Ok(Embeddings { vectors, prompt_tokens })
+        self.client.embed(texts).await
     }
 }
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use perimeter_types::{BackendError, EmbedError};
 
+use crate::retry::Outcome;
 use crate::wire::{ErrorBody, ErrorDetail};
 
 /// A provider failure, before it is phrased for chat or for embeddings.
@@ -18,7 +19,8 @@ pub(crate) enum Failure {
     Rejected(String),
     /// 401/403: the key is missing, wrong or lacks access.
     Auth(u16, Option<String>),
-    /// 429/503: rate-limited or out of capacity; retrying later may work.
+    /// 429/503/529: rate-limited or out of capacity; retrying later may work. Also any
+    /// retryable status whose `Retry-After` was longer than the retry policy waits.
     Overloaded(u16, String),
     /// Anything else: the provider or the connection failed.
     Provider(String),
@@ -44,7 +46,8 @@ impl From<Failure> for EmbedError {
 }
 
 impl Failure {
-    fn message(&self) -> String {
+    /// The failure in words, as `BackendError`/`EmbedError` carry it.
+    pub(crate) fn message(&self) -> String {
         match self {
             Failure::Rejected(message) | Failure::Provider(message) => message.clone(),
             Failure::Auth(status, env) => {
@@ -65,14 +68,25 @@ impl Failure {
 pub(crate) fn from_status(status: u16, body: &[u8], api_key_env: Option<&str>) -> Failure {
     let details = error_details(body);
     match status {
+        400 if is_content_filter(body) => {
+            Failure::Rejected(format!("the provider's content filter blocked the request (status {status}{details})"))
+        }
         400 | 413 | 422 => Failure::Rejected(format!("the provider rejected the request (status {status}{details})")),
         401 | 403 => Failure::Auth(status, api_key_env.map(str::to_owned)),
         404 => Failure::Provider(format!(
             "the provider answered 404 (not found{details}); check the backend's base_url and model"
         )),
-        429 | 503 => Failure::Overloaded(status, details),
+        429 | 503 | 529 => Failure::Overloaded(status, details),
         _ => Failure::Provider(format!("provider error status {status}{details}")),
     }
+}
+
+/// A retryable status whose `Retry-After` asked for longer than the policy waits: overloaded,
+/// whatever the status, so that the pipeline moves on to another backend.
+pub(crate) fn wait_too_long(status: u16, body: &[u8], wait: Duration) -> Failure {
+    let details = error_details(body);
+    let wait = if wait == Duration::MAX { "indefinitely".to_string() } else { format!("{}s", wait.as_secs()) };
+    Failure::Overloaded(status, format!("{details}, asked to wait {wait}"))
 }
 
 /// `, type T, code C` from an OpenAI error body, keeping only values that look like identifiers.
@@ -81,6 +95,15 @@ pub(crate) fn error_details(body: &[u8]) -> String {
         Ok(body) => detail_suffix(&body.error),
         Err(_) => String::new(),
     }
+}
+
+/// Azure OpenAI's refusal of a prompt by its content filter: `error.code` `content_filter`, or
+/// an inner error coded `ResponsibleAIPolicyViolation`.
+fn is_content_filter(body: &[u8]) -> bool {
+    let Ok(body) = serde_json::from_slice::<ErrorBody>(body) else { return false };
+    let is = |value: Option<&serde_json::Value>, expected: &str| value.and_then(|v| v.as_str()) == Some(expected);
+    is(body.error.code.as_ref(), "content_filter")
+        || is(body.error.inner.as_ref().and_then(|inner| inner.code.as_ref()), "ResponsibleAIPolicyViolation")
 }
 
 pub(crate) fn detail_suffix(detail: &ErrorDetail) -> String {
@@ -110,6 +133,9 @@ fn identifier(value: &serde_json::Value) -> Option<String> {
 /// Phrases a transport error without the URL (it could carry a query string) or anything the
 /// server sent.
 pub(crate) fn from_transport(error: &reqwest::Error, connect_timeout: Duration, read_timeout: Duration) -> Failure {
+    if let Some(tls) = tls_cause(error) {
+        return Failure::Provider(tls_message(tls));
+    }
     let cause = io_cause(error).map(|kind| format!(" ({kind})")).unwrap_or_default();
     let message = if error.is_connect() {
         if error.is_timeout() {
@@ -125,6 +151,67 @@ pub(crate) fn from_transport(error: &reqwest::Error, connect_timeout: Duration, 
         format!("the request to the provider failed{cause}")
     };
     Failure::Provider(message)
+}
+
+/// What a transport error means for retrying. TLS failures are not retried: a certificate
+/// that was refused once is refused again.
+pub(crate) fn transport_outcome(error: &reqwest::Error) -> Outcome {
+    if tls_cause(error).is_some() {
+        Outcome::Other
+    } else if error.is_connect() {
+        Outcome::Connect
+    } else if error.is_timeout() {
+        Outcome::Timeout
+    } else {
+        Outcome::Other
+    }
+}
+
+/// The rustls error behind a transport error, if TLS is what failed. rustls' errors reach
+/// reqwest wrapped in `io::Error`s (sometimes one inside another), whose `source` skips the
+/// wrapped error itself, so each `io::Error` in the chain is opened with `get_ref`.
+pub(crate) fn tls_cause(error: &reqwest::Error) -> Option<&rustls::Error> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(current) = source {
+        if let Some(tls) = current.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        source = match current.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => current.source(),
+        };
+    }
+    None
+}
+
+/// Says what failed in the TLS handshake and which setting usually fixes it. rustls' own
+/// descriptions name the problem, never data from the connection.
+fn tls_message(error: &rustls::Error) -> String {
+    use rustls::{AlertDescription as Alert, CertificateError as Cert};
+    match error {
+        rustls::Error::InvalidCertificate(Cert::UnknownIssuer) => "the provider's TLS certificate is not signed by a \
+            trusted CA; for a server with a private CA, set the backend's CA certificate (ca_pem)"
+            .to_string(),
+        rustls::Error::InvalidCertificate(Cert::NotValidForName | Cert::NotValidForNameContext { .. }) => {
+            "the provider's TLS certificate is not valid for the host in base_url".to_string()
+        }
+        rustls::Error::InvalidCertificate(Cert::Expired | Cert::ExpiredContext { .. }) => {
+            "the provider's TLS certificate has expired".to_string()
+        }
+        rustls::Error::InvalidCertificate(_) => format!("the provider's TLS certificate was refused ({error})"),
+        rustls::Error::AlertReceived(
+            alert @ (Alert::CertificateRequired
+            | Alert::BadCertificate
+            | Alert::UnknownCA
+            | Alert::CertificateUnknown
+            | Alert::AccessDenied
+            | Alert::HandshakeFailure),
+        ) => format!(
+            "the provider refused the TLS handshake ({alert:?}); it may require a client certificate \
+             (client_identity_pem) signed by a CA it trusts"
+        ),
+        _ => format!("the TLS connection to the provider failed ({error})"),
+    }
 }
 
 /// The kind of the innermost I/O error, e.g. "connection refused".
@@ -170,6 +257,41 @@ mod tests {
         assert!(matches!(from_status(503, b"", None), Failure::Overloaded(503, _)));
         assert_eq!(from_status(502, b"", None), Failure::Provider("provider error status 502".into()));
         assert!(matches!(from_status(422, b"", None), Failure::Rejected(_)));
+    }
+
+    #[test]
+    fn azure_content_filter_refusals_are_named_as_such() {
+        let body = br#"{"error": {"message": "secret prompt text", "type": null, "param": "prompt", "code": "content_filter", "status": 400,
+            "innererror": {"code": "ResponsibleAIPolicyViolation", "content_filter_result": {"hate": {"filtered": true, "severity": "high"}}}}}"#;
+        assert_eq!(
+            from_status(400, body, None),
+            Failure::Rejected(
+                "the provider's content filter blocked the request (status 400, code content_filter)".into()
+            )
+        );
+        // The inner code alone is enough, under either spelling.
+        for inner in ["innererror", "inner_error"] {
+            let body = format!(
+                r#"{{"error": {{"code": "BadRequest", "{inner}": {{"code": "ResponsibleAIPolicyViolation"}}}}}}"#
+            );
+            let Failure::Rejected(message) = from_status(400, body.as_bytes(), None) else { panic!("not rejected") };
+            assert!(message.starts_with("the provider's content filter blocked the request"), "{message}");
+        }
+        // Elsewhere it is an ordinary rejection.
+        let Failure::Rejected(message) = from_status(422, body, None) else { panic!("not rejected") };
+        assert!(message.starts_with("the provider rejected the request"), "{message}");
+    }
+
+    #[test]
+    fn a_wait_too_long_is_overloaded_whatever_the_status() {
+        let failure = wait_too_long(500, br#"{"error":{"type":"server_error"}}"#, Duration::from_secs(3600));
+        assert_eq!(failure, Failure::Overloaded(500, ", type server_error, asked to wait 3600s".into()));
+        assert_eq!(BackendError::from(failure), BackendError::Overloaded);
+        assert_eq!(
+            wait_too_long(429, b"", Duration::MAX),
+            Failure::Overloaded(429, ", asked to wait indefinitely".into())
+        );
+        assert!(matches!(from_status(529, b"", None), Failure::Overloaded(529, _)));
     }
 
     #[test]

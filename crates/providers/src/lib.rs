@@ -20,6 +20,7 @@ mod chat;
 mod embed;
 mod endpoint;
 mod failure;
+mod retry;
 mod sse;
 mod wire;
 
@@ -29,3 +30,4 @@ pub use embed::{
     MAX_BATCH_TOKENS,
 };
 pub use endpoint::{BuildError, Endpoint, Flavour, DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, OPENAI_BASE_URL};
+pub use retry::RetryPolicy;

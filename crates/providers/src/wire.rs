@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 
 #[derive(Serialize)]
 pub(crate) struct ChatBody<'a> {
-    pub model: &'a str,
+    /// `None` for Azure OpenAI, where the deployment in the URL names the model.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<&'a str>,
     pub messages: Vec<Message<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_completion_tokens: Option<u32>,
@@ -72,7 +74,9 @@ pub(crate) struct ChatUsage {
 
 #[derive(Serialize)]
 pub(crate) struct EmbedBody<'a> {
-    pub model: &'a str,
+    /// `None` for Azure OpenAI, where the deployment in the URL names the model.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<&'a str>,
     pub input: &'a [String],
 }
 
@@ -95,8 +99,8 @@ pub(crate) struct EmbedUsage {
     pub prompt_tokens: Option<u32>,
 }
 
-/// `{"error": {"message", "type", "param", "code"}}`. `message` is deliberately not read: it
-/// may quote the prompt.
+/// `{"error": {"message", "type", "param", "code"}}`, and at Azure OpenAI an inner error.
+/// `message` is deliberately not read: it may quote the prompt.
 #[derive(Deserialize)]
 pub(crate) struct ErrorBody {
     pub error: ErrorDetail,
@@ -107,6 +111,16 @@ pub(crate) struct ErrorDetail {
     #[serde(default, rename = "type")]
     pub kind: Option<serde_json::Value>,
     /// A string at OpenAI; a number at some compatible servers.
+    #[serde(default)]
+    pub code: Option<serde_json::Value>,
+    /// Azure OpenAI's `innererror` (`inner_error` in its API specification), whose code says
+    /// whether the content filter refused the prompt.
+    #[serde(default, rename = "innererror", alias = "inner_error")]
+    pub inner: Option<InnerError>,
+}
+
+#[derive(Deserialize, Default)]
+pub(crate) struct InnerError {
     #[serde(default)]
     pub code: Option<serde_json::Value>,
 }

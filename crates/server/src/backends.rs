@@ -40,7 +40,8 @@ pub struct Backends {
 }
 
 /// Builds an API adapter for a backend, given its key (read from the environment by the caller).
-pub type ApiFactory<'a> = dyn Fn(&Backend, Option<String>) -> Result<Arc<dyn ChatBackend>, String> + 'a;
+/// An error says what health the backend gets and why.
+pub type ApiFactory<'a> = dyn Fn(&Backend, Option<String>) -> Result<Arc<dyn ChatBackend>, (Unhealthy, String)> + 'a;
 
 impl Backends {
     /// Matches every configured backend with an adapter. `embedded` is the in-process chat model
@@ -67,9 +68,9 @@ impl Backends {
                         }
                         key => match make_api(b, key.and_then(Result::ok)) {
                             Ok(adapter) => (Some(adapter), None),
-                            Err(reason) => {
+                            Err((health, reason)) => {
                                 tracing::warn!(backend = %b.profile.name, %provider, %reason, "backend unavailable; it will not be used");
-                                (None, Some(Unhealthy::Unavailable))
+                                (None, Some(health))
                             }
                         },
                     }

@@ -6,34 +6,52 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 /// Upper bounds (seconds) of the latency histogram buckets.
-const BUCKETS: [f64; 12] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+const BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+/// Finer buckets for Perimeter's own share of a request, which is measured in microseconds.
+const OVERHEAD_BUCKETS: &[f64] =
+    &[0.00005, 0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0];
 
-#[derive(Default)]
 pub struct Histogram {
-    counts: [AtomicU64; BUCKETS.len()],
+    bounds: &'static [f64],
+    counts: Vec<AtomicU64>,
     count: AtomicU64,
-    sum_micros: AtomicU64,
+    sum_nanos: AtomicU64,
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Self::new(BUCKETS)
+    }
 }
 
 impl Histogram {
+    pub fn new(bounds: &'static [f64]) -> Self {
+        Self {
+            bounds,
+            counts: bounds.iter().map(|_| AtomicU64::new(0)).collect(),
+            count: AtomicU64::new(0),
+            sum_nanos: AtomicU64::new(0),
+        }
+    }
+
     pub fn observe(&self, seconds: f64) {
-        for (i, bound) in BUCKETS.iter().enumerate() {
+        for (i, bound) in self.bounds.iter().enumerate() {
             if seconds <= *bound {
                 self.counts[i].fetch_add(1, Ordering::Relaxed);
             }
         }
         self.count.fetch_add(1, Ordering::Relaxed);
-        self.sum_micros.fetch_add((seconds * 1e6) as u64, Ordering::Relaxed);
+        self.sum_nanos.fetch_add((seconds * 1e9) as u64, Ordering::Relaxed);
     }
 
     fn render(&self, out: &mut String, name: &str, help: &str) {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
-        for (i, bound) in BUCKETS.iter().enumerate() {
+        for (i, bound) in self.bounds.iter().enumerate() {
             let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {}", self.counts[i].load(Ordering::Relaxed));
         }
         let count = self.count.load(Ordering::Relaxed);
         let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
-        let _ = writeln!(out, "{name}_sum {}", self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6);
+        let _ = writeln!(out, "{name}_sum {}", self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9);
         let _ = writeln!(out, "{name}_count {count}");
     }
 }
@@ -48,8 +66,19 @@ pub struct Metrics {
     pub chat_seconds: Histogram,
     pub first_token_seconds: Histogram,
     pub retrieval_seconds: Histogram,
+    /// Time spent in Perimeter itself per chat request: the whole request minus the backend call.
+    pub overhead_seconds: OverheadHistogram,
     pub decisions_routed: AtomicU64,
     pub decisions_denied: AtomicU64,
+}
+
+/// A histogram with microsecond-scale buckets.
+pub struct OverheadHistogram(pub Histogram);
+
+impl Default for OverheadHistogram {
+    fn default() -> Self {
+        Self(Histogram::new(OVERHEAD_BUCKETS))
+    }
 }
 
 impl Metrics {
@@ -107,6 +136,11 @@ impl Metrics {
             &mut out,
             "perimeter_retrieval_duration_seconds",
             "Query embedding plus hybrid search.",
+        );
+        self.overhead_seconds.0.render(
+            &mut out,
+            "perimeter_gateway_overhead_seconds",
+            "Time a chat request spends in Perimeter itself (detection, retrieval, policy, prompt, restore, HTTP), excluding the backend call.",
         );
         let _ = writeln!(out, "# HELP perimeter_documents Documents in the store.\n# TYPE perimeter_documents gauge\nperimeter_documents {documents}");
         let _ = writeln!(

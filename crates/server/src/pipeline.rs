@@ -83,6 +83,9 @@ pub struct Completed {
     pub pseudonymised: usize,
     /// Backends tried first that failed before producing any output.
     pub failed: Vec<String>,
+    /// Seconds spent waiting on backends (all attempts): the request's time minus this is
+    /// Perimeter's own overhead.
+    pub backend_seconds: f64,
 }
 
 fn kinds_in(state: &AppState, texts: impl Iterator<Item = impl AsRef<str>>) -> BTreeMap<EntityKind, u32> {
@@ -242,6 +245,7 @@ pub async fn execute(
     }
     let mut failed = Vec::new();
     let mut last_error = None;
+    let mut backend_seconds = 0.0;
     for target in targets {
         let Some(backend) = state.backends.chat(target.index).cloned() else {
             failed.push(target.name.to_string());
@@ -279,7 +283,9 @@ pub async fn execute(
             drop(raw_rx);
             restorer.map(|r| r.finish()).unwrap_or_default()
         };
+        let called = Instant::now();
         let (result, rest) = tokio::join!(generate, forward);
+        backend_seconds += called.elapsed().as_secs_f64();
         match result {
             Ok(mut outcome) => {
                 state.backends.record_success(target.index);
@@ -297,6 +303,7 @@ pub async fn execute(
                     pseudonymised: mapping.as_ref().map_or(0, |m| m.len()),
                     target,
                     failed,
+                    backend_seconds,
                 });
             }
             Err(e) => {

@@ -313,7 +313,9 @@ pub async fn chat_completions(
             state.metrics.first_token_seconds.observe(t.as_secs_f64());
         }
         record_usage(&state, &completed.outcome);
-        state.metrics.chat_seconds.observe(started.elapsed().as_secs_f64());
+        let total = started.elapsed().as_secs_f64();
+        state.metrics.chat_seconds.observe(total);
+        state.metrics.overhead_seconds.0.observe((total - completed.backend_seconds).max(0.0));
         let body = json!({
             "id": id,
             "object": "chat.completion",
@@ -394,7 +396,9 @@ pub async fn chat_completions(
         let events: Vec<Event> = match result {
             Ok(completed) => {
                 record_usage(&tail_state, &completed.outcome);
-                tail_state.metrics.chat_seconds.observe(started.elapsed().as_secs_f64());
+                let total = started.elapsed().as_secs_f64();
+                tail_state.metrics.chat_seconds.observe(total);
+                tail_state.metrics.overhead_seconds.0.observe((total - completed.backend_seconds).max(0.0));
                 let mut last = chunk(json!({}), Some(finish_reason(completed.outcome.finish_reason)));
                 last["perimeter"] = json!(perimeter_info(&tail_prepared, Some(&completed)));
                 let mut out = vec![Event::default().data(last.to_string())];

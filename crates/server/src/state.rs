@@ -76,7 +76,7 @@ pub fn load_models(config: &Config, engines: Engines) -> Result<LoadedModels, Lo
             None => None,
         };
         crate::adapters::build_embedder(embedding, key)
-            .map_err(|reason| LoadError::Engine { model: embedding.profile.name.clone(), reason })?
+            .map_err(|(_, reason)| LoadError::Engine { model: embedding.profile.name.clone(), reason })?
     };
     let chat: Option<Arc<dyn ChatBackend>> = match engines {
         Engines::EmbeddingOnly => None,

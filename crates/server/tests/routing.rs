@@ -324,7 +324,8 @@ async fn failing_and_unconfigured_backends_are_skipped() {
     let (embedder, _) = models();
     let text = format!(
         "{}{}{}",
-        api_backend("api-broken", &bad_url, KEY_VAR, 1),
+        // Two attempts per call: each call to the broken backend is a 500, a retry, a 500.
+        api_backend("api-broken", &bad_url, KEY_VAR, 1).replace("priority = 1\n", "priority = 1\nmax_attempts = 2\n"),
         api_backend("api-nokey", &nokey_url, MISSING_KEY_VAR, 2),
         api_backend("api-good", &good_url, KEY_VAR, 3)
     );
@@ -339,7 +340,7 @@ async fn failing_and_unconfigured_backends_are_skipped() {
             body["perimeter"]["reasons"].to_string().contains("failed before answering, skipped: api-broken"),
             "{body}"
         );
-        assert_eq!(bad.count("/chat/completions") as u32, i);
+        assert_eq!(bad.count("/chat/completions") as u32, 2 * i, "one retry per call");
     }
     // The circuit is open now: the broken backend is not even tried.
     let (status, _, body) = chat(&state, ask(), None).await;
@@ -350,7 +351,7 @@ async fn failing_and_unconfigured_backends_are_skipped() {
     assert!(broken["reasons"].to_string().contains("circuit open"), "{broken}");
     let unkeyed = trace.iter().find(|t| t["backend"] == "api-nokey").unwrap();
     assert!(unkeyed["reasons"].to_string().contains("credentials are not configured"), "{unkeyed}");
-    assert_eq!(bad.count("/chat/completions") as u32, perimeter_server::backends::FAILURE_THRESHOLD);
+    assert_eq!(bad.count("/chat/completions") as u32, 2 * perimeter_server::backends::FAILURE_THRESHOLD);
     assert_eq!(nokey.requests().len(), 0);
     assert_eq!(good.count("/chat/completions") as u32, perimeter_server::backends::FAILURE_THRESHOLD + 1);
     // The key never appears in what the client sees.
@@ -409,4 +410,70 @@ async fn an_api_embedder_never_receives_restricted_documents_or_queries() {
     let r = app(state.clone()).oneshot(req("public")).await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(r.headers()["x-perimeter-backend"], "api-embed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_provider_gets_an_adapter_and_missing_credentials_show_in_readyz() {
+    let _ = models(); // sets the key variable
+                      // Bedrock reads credentials from the environment or the shared AWS files; point both at
+                      // nothing here except what this test sets.
+    let aws = tempfile::tempdir().unwrap();
+    std::env::set_var("AWS_SHARED_CREDENTIALS_FILE", aws.path().join("credentials"));
+    std::env::set_var("AWS_CONFIG_FILE", aws.path().join("config"));
+    std::env::set_var("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE");
+    std::env::set_var("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYzEXAMPLEKEY");
+    let text = format!(
+        r#"
+[[backend]]
+name = "openai"
+provider = "openai"
+model = "gpt-4o-mini"
+api_key_env = "{KEY_VAR}"
+jurisdiction = "eu"
+
+[[backend]]
+name = "azure"
+provider = "azure_openai"
+model = "gpt-4o-mini"
+base_url = "https://example-eu.openai.azure.com"
+deployment = "gpt4o-mini-prod"
+api_key_env = "{KEY_VAR}"
+jurisdiction = "eu"
+
+[[backend]]
+name = "azure-entra"
+provider = "azure_openai"
+model = "gpt-4o-mini"
+base_url = "https://example-eu.openai.azure.com"
+deployment = "gpt4o-mini-prod"
+auth = "entra"
+api_key_env = "{MISSING_KEY_VAR}"
+jurisdiction = "eu"
+
+[[backend]]
+name = "claude"
+provider = "anthropic"
+model = "claude-3-5-haiku-latest"
+api_key_env = "{KEY_VAR}"
+jurisdiction = "us"
+
+[[backend]]
+name = "bedrock"
+provider = "bedrock"
+model = "anthropic.claude-3-haiku-20240307-v1:0"
+region = "eu-central-1"
+jurisdiction = "eu"
+"#
+    );
+    let (embedder, _) = models();
+    let (state, _) = state_with(config(&text), "providers", embedder);
+    let response = app(state.clone()).oneshot(Request::get("/readyz").body(Body::empty()).unwrap()).await.unwrap();
+    let body: Value = serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    let backend = |name: &str| body["backends"].as_array().unwrap().iter().find(|b| b["name"] == name).unwrap().clone();
+    for name in ["openai", "azure", "claude", "bedrock", "embedded"] {
+        assert_eq!(backend(name)["healthy"], true, "{name}: {body}");
+    }
+    assert_eq!(backend("azure-entra")["healthy"], false);
+    assert_eq!(backend("azure-entra")["problem"], "credentials are not configured");
+    assert!(!body.to_string().contains(SECRET_KEY) && !body.to_string().contains("EXAMPLEKEY"));
 }

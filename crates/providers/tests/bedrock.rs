@@ -91,6 +91,8 @@ impl Server {
             connect_timeout: Duration::from_secs(2),
             read_timeout: Duration::from_secs(5),
             context_tokens: 200_000,
+            // Exact request counts: no retries unless a test asks for them.
+            retry: perimeter_providers::RetryPolicy::none(),
         }
     }
 
@@ -769,6 +771,7 @@ fn offline_options(model_id: &str) -> BedrockOptions {
         connect_timeout: Duration::from_secs(1),
         read_timeout: Duration::from_secs(1),
         context_tokens: 8192,
+        retry: perimeter_providers::RetryPolicy::none(),
     }
 }
 
@@ -1081,4 +1084,24 @@ fn credential_errors_name_files_and_profiles_but_no_secret() {
     for error in [missing, sso, broken, half] {
         assert!(!error.contains("DO-NOT-LEAK"), "{error}");
     }
+}
+
+#[tokio::test]
+async fn throttling_is_retried_with_a_fresh_signature_each_time() {
+    let server = Server::start(|n, _| async move {
+        if n == 0 {
+            let mut r = aws_error(429, "ThrottlingException");
+            r.headers_mut().insert("retry-after", axum::http::HeaderValue::from_static("0"));
+            r
+        } else {
+            event_stream(plain_stream(&["Hello", " again"], "end_turn"))
+        }
+    })
+    .await;
+    let options = BedrockOptions { retry: perimeter_providers::RetryPolicy::DEFAULT, ..server.options(CLAUDE) };
+    let chat = BedrockChat::new(options).unwrap();
+    let outcome = chat.chat(request(), Box::new(|_| true)).await.unwrap();
+    assert_eq!(outcome.text, "Hello again");
+    assert_eq!(server.requests().len(), 2, "one retry after the throttle");
+    server.assert_all_signed();
 }

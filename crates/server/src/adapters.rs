@@ -84,6 +84,7 @@ fn bedrock_options(backend: &Backend) -> Result<BedrockOptions, AdapterError> {
         connect_timeout: Duration::from_millis(backend.connect_timeout_ms),
         read_timeout: Duration::from_millis(backend.read_timeout_ms),
         context_tokens: backend.context_tokens as usize,
+        retry: retry(backend),
     })
 }
 

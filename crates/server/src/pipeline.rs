@@ -319,7 +319,11 @@ pub async fn execute(
                 state.backends.record_failure(target.index);
                 tracing::warn!(backend = %target.name, error = %e, "backend call failed");
                 if emitted.load(Ordering::Relaxed) {
-                    return Err(e.into());
+                    // Part of the answer is out: never continue on another backend.
+                    return Err(ApiError::Upstream(format!(
+                        "backend {} failed after it had started answering; the answer is incomplete",
+                        target.name
+                    )));
                 }
                 failed.push(target.name.to_string());
                 last_error = Some(e);

@@ -47,8 +47,19 @@ impl Recorder {
     }
 }
 
-/// An OpenAI-compatible stand-in on 127.0.0.1. `fail` makes every request a 500.
-fn stand_in(fail: bool) -> (String, Recorder) {
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    /// Answers normally.
+    Answer,
+    /// Every request is a 500.
+    Fail,
+    /// Streams the first words, then the connection ends without `[DONE]`.
+    Break,
+}
+
+/// An OpenAI-compatible stand-in on 127.0.0.1 that records what it receives.
+fn stand_in(mode: Mode) -> (String, Recorder) {
+    let fail = mode == Mode::Fail;
     let recorder = Recorder::default();
     let chat_rec = recorder.clone();
     let embed_rec = recorder.clone();
@@ -77,6 +88,9 @@ fn stand_in(fail: bool) -> (String, Recorder) {
                         let role = if i == 0 { json!({"role": "assistant", "content": p}) } else { json!({"content": p}) };
                         let chunk = json!({"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "gpt-stand-in", "choices": [{"index": 0, "delta": role, "finish_reason": null}]});
                         sse.push_str(&format!("data: {chunk}\n\n"));
+                    }
+                    if mode == Mode::Break {
+                        return ([("content-type", "text/event-stream")], sse).into_response();
                     }
                     let done = json!({"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "gpt-stand-in", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]});
                     sse.push_str(&format!("data: {done}\n\n"));
@@ -211,7 +225,7 @@ fn question(text: &str, collection: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restricted_stays_local_public_goes_to_the_api_and_confidential_is_pseudonymised() {
-    let (url, rec) = stand_in(false);
+    let (url, rec) = stand_in(Mode::Answer);
     let (embedder, _) = models();
     let (state, _) = state_with(config(&api_backend("api-eu", &url, KEY_VAR, 10)), "main", embedder);
 
@@ -278,7 +292,7 @@ async fn restricted_stays_local_public_goes_to_the_api_and_confidential_is_pseud
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_compliant_backend_is_a_403_and_nothing_is_sent() {
-    let (url, rec) = stand_in(false);
+    let (url, rec) = stand_in(Mode::Answer);
     let (embedder, _) = models();
     let text = format!(
         "{}[policy.level.restricted]\nhosting = [\"self_hosted\"]\n\n[[policy.entity]]\nkinds = [\"secrets\"]\naction = \"deny\"\n",
@@ -318,9 +332,9 @@ async fn no_compliant_backend_is_a_403_and_nothing_is_sent() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_and_unconfigured_backends_are_skipped() {
-    let (good_url, good) = stand_in(false);
-    let (bad_url, bad) = stand_in(true);
-    let (nokey_url, nokey) = stand_in(false);
+    let (good_url, good) = stand_in(Mode::Answer);
+    let (bad_url, bad) = stand_in(Mode::Fail);
+    let (nokey_url, nokey) = stand_in(Mode::Answer);
     let (embedder, _) = models();
     let text = format!(
         "{}{}{}",
@@ -360,7 +374,7 @@ async fn failing_and_unconfigured_backends_are_skipped() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_api_embedder_never_receives_restricted_documents_or_queries() {
-    let (url, rec) = stand_in(false);
+    let (url, rec) = stand_in(Mode::Answer);
     let text = format!(
         "[[backend]]\nname = \"api-embed\"\nprovider = \"openai_compatible\"\nhosting = \"api\"\nmodel = \"embed-stand-in\"\nbase_url = \"{url}\"\napi_key_env = \"{KEY_VAR}\"\njurisdiction = \"eu\"\nretention = \"none\"\ntrains_on_data = false\nserves = [\"embeddings\"]\ndimensions = 8\n\n[embedding]\nbackend = \"api-embed\"\n"
     );
@@ -476,4 +490,36 @@ jurisdiction = "eu"
     assert_eq!(backend("azure-entra")["healthy"], false);
     assert_eq!(backend("azure-entra")["problem"], "credentials are not configured");
     assert!(!body.to_string().contains(SECRET_KEY) && !body.to_string().contains("EXAMPLEKEY"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_that_fails_mid_answer_ends_the_request_without_falling_back() {
+    let (break_url, broken) = stand_in(Mode::Break);
+    let (good_url, good) = stand_in(Mode::Answer);
+    let (embedder, _) = models();
+    let text = format!(
+        "{}{}",
+        api_backend("api-breaks", &break_url, KEY_VAR, 1).replace("priority = 1\n", "priority = 1\nmax_attempts = 1\n"),
+        api_backend("api-good", &good_url, KEY_VAR, 2)
+    );
+    let (state, _) = state_with(config(&text), "midstream", embedder);
+    let ask = || question("When is the Alder Bridge clinic open on Saturdays?", "public");
+
+    // Streamed: the client gets the words that came, then an error event and [DONE].
+    let mut q = ask();
+    q["stream"] = json!(true);
+    let (status, headers, body) = chat(&state, q, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["x-perimeter-backend"], "api-breaks");
+    let text = body.as_str().unwrap();
+    assert!(text.contains("The "), "{text}");
+    assert!(text.contains("upstream_error") && text.contains("api-breaks"), "{text}");
+    assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
+
+    // Not streamed: a 502 naming the backend, and no second backend is asked.
+    let (status, _, body) = chat(&state, ask(), None).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("api-breaks"), "{body}");
+    assert_eq!(broken.count("/chat/completions"), 2);
+    assert_eq!(good.requests().len(), 0, "a failure mid-answer never continues on another backend");
 }

@@ -69,6 +69,7 @@ pub(crate) struct Client {
     credentials: Credentials,
     connect_timeout: Duration,
     read_timeout: Duration,
+    retry: crate::RetryPolicy,
 }
 
 impl Client {
@@ -117,6 +118,7 @@ impl Client {
             credentials: options.credentials.clone(),
             connect_timeout: options.connect_timeout,
             read_timeout: options.read_timeout,
+            retry: options.retry,
         })
     }
 
@@ -126,8 +128,39 @@ impl Client {
     }
 
     /// Signs and sends `POST {model_url}/{action}` with a JSON `body`, and turns every
-    /// non-success status into a failure.
+    /// non-success status into a failure. Throttling, 5xx and connection failures are retried
+    /// with the endpoint's policy (full-jitter backoff, `Retry-After` honoured); each attempt is
+    /// signed afresh, since a signature carries its time.
     pub(crate) async fn post(&self, action: &str, body: Vec<u8>, accept: &str) -> Result<reqwest::Response, Failure> {
+        let mut attempts = 0u32;
+        loop {
+            attempts += 1;
+            let (failure, outcome) = match self.post_once(action, body.clone(), accept).await {
+                Ok(response) => return Ok(response),
+                Err(e) => e,
+            };
+            match crate::retry::next(&self.retry, attempts, outcome, crate::retry::random()) {
+                crate::retry::Next::Retry(delay) => {
+                    tracing::warn!(
+                        attempt = attempts,
+                        max_attempts = self.retry.max_attempts,
+                        delay_ms = delay.as_millis() as u64,
+                        "bedrock request failed; retrying"
+                    );
+                    tokio::time::sleep(delay).await;
+                }
+                _ => return Err(failure),
+            }
+        }
+    }
+
+    async fn post_once(
+        &self,
+        action: &str,
+        body: Vec<u8>,
+        accept: &str,
+    ) -> Result<reqwest::Response, (Failure, crate::retry::Outcome)> {
+        let other = crate::retry::Outcome::Other;
         let url = format!("{}/{action}", self.model_url);
         let content_type = "application/json";
         let signed_headers = [("host", self.host.as_str()), ("content-type", content_type), ("accept", accept)];
@@ -135,32 +168,42 @@ impl Client {
         let signature = self
             .signer
             .sign(&request, &self.credentials, SystemTime::now())
-            .map_err(|e| Failure::Provider(e.to_string()))?;
+            .map_err(|e| (Failure::Provider(e.to_string()), other))?;
 
         let mut builder = self.http.post(&url);
         for (name, value) in signed_headers {
             builder = builder.header(name, value);
         }
         for header in signature {
-            let unsendable = || Failure::Provider("a signature header cannot be sent".into());
+            let unsendable = || (Failure::Provider("a signature header cannot be sent".into()), other);
             let name = HeaderName::from_bytes(header.name.as_bytes()).map_err(|_| unsendable())?;
             let mut value = HeaderValue::from_str(&header.value).map_err(|_| unsendable())?;
             // Keeps the token (and the signature) out of hyper's and reqwest's `Debug` output.
             value.set_sensitive(header.sensitive || header.name == "authorization");
             builder = builder.header(name, value);
         }
-        let response = builder.body(body).send().await.map_err(|e| self.transport_failure(&e))?;
+        let response = builder
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| (self.transport_failure(&e), crate::failure::transport_outcome(&e)))?;
         let status = response.status();
         if status.is_success() {
             return Ok(response);
         }
-        let error_type = response.headers().get("x-amzn-errortype").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let error_type = header("x-amzn-errortype");
+        let wait = crate::retry::retry_after(
+            header("retry-after-ms").as_deref(),
+            header("retry-after").as_deref(),
+            SystemTime::now(),
+        );
         let body = read_capped(response, ERROR_BODY_LIMIT).await.unwrap_or_default();
         let failure = from_status(status.as_u16(), error_type.as_deref(), &body);
         if let Failure::Overloaded(details) = &failure {
             tracing::warn!(details = %details, "bedrock overloaded");
         }
-        Err(failure)
+        Err((failure, crate::retry::Outcome::Status { status: status.as_u16(), retry_after: wait }))
     }
 
     /// Phrases a transport error without the URL or anything the server sent.

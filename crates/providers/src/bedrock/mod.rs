@@ -43,4 +43,6 @@ pub struct BedrockOptions {
     pub read_timeout: Duration,
     /// The model's context window in tokens, reported by `ChatBackend::context_tokens`.
     pub context_tokens: usize,
+    /// Retries on throttling, 5xx and connection failures (each attempt is signed afresh).
+    pub retry: crate::RetryPolicy,
 }

@@ -36,6 +36,14 @@ pub struct GatewayArgs {
     /// Concurrent connections in the saturation phase (requests as fast as they complete).
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
+    /// Port for the stand-in upstream (default: any free port). Fix it to point another gateway
+    /// (e.g. the LiteLLM proxy) at the same upstream.
+    #[arg(long)]
+    upstream_port: Option<u16>,
+    /// Another gateway in front of the same upstream, measured the same way: NAME=URL of its
+    /// OpenAI-compatible chat completions endpoint (it must route model `upstream-model`).
+    #[arg(long)]
+    compare: Option<String>,
 }
 
 const UPSTREAM_MODEL: &str = "upstream-model";
@@ -69,6 +77,10 @@ async fn upstream_handler(body: axum::Json<Value>) -> axum::response::Response {
 
 /// Runs `router` on 127.0.0.1 in its own runtime with `threads` workers; returns the address.
 fn spawn_server(router: axum::Router, threads: usize) -> Result<SocketAddr> {
+    spawn_server_on(router, threads, 0)
+}
+
+fn spawn_server_on(router: axum::Router, threads: usize, port: u16) -> Result<SocketAddr> {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build() {
@@ -79,7 +91,7 @@ fn spawn_server(router: axum::Router, threads: usize) -> Result<SocketAddr> {
             }
         };
         rt.block_on(async move {
-            match tokio::net::TcpListener::bind("127.0.0.1:0").await {
+            match tokio::net::TcpListener::bind(("127.0.0.1", port)).await {
                 Ok(listener) => {
                     let _ = tx.send(listener.local_addr().map_err(anyhow::Error::from));
                     let _ = axum::serve(listener, router).await;
@@ -210,8 +222,20 @@ pub fn run(config: &Config, data_dir: &Path, args: GatewayArgs) -> Result<i32> {
     if args.rate == 0 || args.seconds == 0 || args.rounds == 0 || args.concurrency == 0 {
         bail!("--rate, --seconds, --rounds and --concurrency must be positive");
     }
-    let upstream =
-        spawn_server(axum::Router::new().route("/v1/chat/completions", axum::routing::post(upstream_handler)), 1)?;
+    let compare = match &args.compare {
+        None => None,
+        Some(spec) => match spec.split_once('=') {
+            Some((name, url)) if !name.is_empty() && url.starts_with("http") => {
+                Some((name.to_string(), url.to_string()))
+            }
+            _ => bail!("--compare takes NAME=URL, e.g. litellm=http://127.0.0.1:4000/v1/chat/completions"),
+        },
+    };
+    let upstream = spawn_server_on(
+        axum::Router::new().route("/v1/chat/completions", axum::routing::post(upstream_handler)),
+        1,
+        args.upstream_port.unwrap_or(0),
+    )?;
     let key_var = "PERIMETER_BENCH_UPSTREAM_KEY";
     // SAFETY-free in edition 2021: set before any thread reads the environment for it.
     std::env::set_var(key_var, "bench-key");
@@ -241,6 +265,9 @@ pub fn run(config: &Config, data_dir: &Path, args: GatewayArgs) -> Result<i32> {
         // Warm-up: connections, lazy regex automata, allocator.
         let _ = fixed_rate(&client, &direct_url, &direct_body, args.rate.min(500), 2).await;
         let _ = fixed_rate(&client, &perimeter_url, &perimeter_body, args.rate.min(500), 2).await;
+        if let Some((_, url)) = &compare {
+            let _ = fixed_rate(&client, url, &direct_body, args.rate.min(500), 2).await;
+        }
         println!(
             "{:<28} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8} {:>7} {:>8}",
             "phase", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms", "req/s", "errors", "lag ms"
@@ -248,7 +275,17 @@ pub fn run(config: &Config, data_dir: &Path, args: GatewayArgs) -> Result<i32> {
         for round in 1..=args.rounds {
             let direct = fixed_rate(&client, &direct_url, &direct_body, args.rate, args.seconds).await;
             let through = fixed_rate(&client, &perimeter_url, &perimeter_body, args.rate, args.seconds).await;
-            for (name, p) in [(format!("round {round}: upstream direct"), &direct), (format!("round {round}: through Perimeter"), &through)] {
+            let other = match &compare {
+                Some((name, url)) => {
+                    Some((name.clone(), fixed_rate(&client, url, &direct_body, args.rate, args.seconds).await))
+                }
+                None => None,
+            };
+            let mut rows = vec![(format!("round {round}: upstream direct"), &direct), (format!("round {round}: through Perimeter"), &through)];
+            if let Some((name, p)) = &other {
+                rows.push((format!("round {round}: through {name}"), p));
+            }
+            for (name, p) in rows {
                 println!(
                     "{:<28} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8.0} {:>7} {:>8}",
                     name,
@@ -269,6 +306,15 @@ pub fn run(config: &Config, data_dir: &Path, args: GatewayArgs) -> Result<i32> {
                 ms(through.percentile(0.9) - direct.percentile(0.9)),
                 ms(through.percentile(0.99) - direct.percentile(0.99)),
             );
+            if let Some((name, p)) = &other {
+                println!(
+                    "{:<28} {:>9} {:>9} {:>9}",
+                    format!("round {round}: {name} added"),
+                    ms(p.percentile(0.5) - direct.percentile(0.5)),
+                    ms(p.percentile(0.9) - direct.percentile(0.9)),
+                    ms(p.percentile(0.99) - direct.percentile(0.99)),
+                );
+            }
         }
         let direct = saturate(&client, &direct_url, &direct_body, args.concurrency, args.seconds).await;
         let through = saturate(&client, &perimeter_url, &perimeter_body, args.concurrency, args.seconds).await;

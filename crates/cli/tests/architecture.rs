@@ -18,6 +18,7 @@ const PURE: &[&str] = &[
     "perimeter-detect",
     "perimeter-redact",
     "perimeter-policy",
+    "perimeter-scan",
 ];
 /// Crates that do IO; none may appear among the pure crates' normal dependencies, directly or not.
 const IO_CRATES: &[&str] = &[

@@ -1,0 +1,3 @@
+//! (in progress)
+#![allow(unused)]
+use crate::{Format, Report, Source};

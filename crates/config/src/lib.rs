@@ -34,6 +34,27 @@ pub struct Config {
     pub policy: Arc<Policy>,
     /// What the policy was built from (for `perimeter policy check` and tests).
     pub policy_input: PolicyInput,
+    /// Canary probe suites the server runs on a schedule.
+    pub canaries: Vec<Canary>,
+}
+
+/// `[[canary]]`: probe `backend` with `suite` every `interval_seconds`; a failing run takes the
+/// backend out of the allowed set until a run passes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Canary {
+    pub backend: String,
+    pub suite: PathBuf,
+    pub baseline: Option<PathBuf>,
+    pub interval_seconds: u64,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCanary {
+    backend: Option<String>,
+    suite: Option<PathBuf>,
+    baseline: Option<PathBuf>,
+    interval_seconds: Option<u64>,
 }
 
 /// How an Azure OpenAI backend authenticates: the variable in `api_key_env` holds either an
@@ -146,6 +167,7 @@ struct Raw {
     policy: Option<PolicySpec>,
     availability: Option<Vec<AvailabilitySpec>>,
     embedding: Option<RawEmbedding>,
+    canary: Option<Vec<RawCanary>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -394,10 +416,25 @@ impl Raw {
             availability: self.availability.unwrap_or_default(),
         };
         let policy = Policy::build(policy_input.clone()).map_err(|e| invalid(&e.key, e.reason))?;
+        let mut canaries = Vec::new();
+        for (i, c) in self.canary.unwrap_or_default().into_iter().enumerate() {
+            let key = |k: &str| format!("canary[{i}].{k}");
+            let backend = c.backend.ok_or_else(|| invalid(&key("backend"), "is required".into()))?;
+            if !backends.iter().any(|b| b.profile.name == backend) {
+                return Err(invalid(&key("backend"), format!("names {backend:?}, which is not a configured backend")));
+            }
+            let suite = c.suite.ok_or_else(|| invalid(&key("suite"), "is required (a probe suite file)".into()))?;
+            let interval_seconds = c.interval_seconds.unwrap_or(3600);
+            if !(60..=604_800).contains(&interval_seconds) {
+                return Err(invalid(&key("interval_seconds"), "must be between 60 and 604800".into()));
+            }
+            canaries.push(Canary { backend, suite, baseline: c.baseline, interval_seconds });
+        }
         // The policy orders backends by preference; keep the same order here.
         backends.sort_by_key(|b| policy.backend_index(&b.profile.name));
 
         Ok(Config {
+            canaries,
             backends,
             embedding_backend,
             policy: Arc::new(policy),

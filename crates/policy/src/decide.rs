@@ -56,6 +56,10 @@ pub enum Unhealthy {
     CircuitOpen,
     /// Perimeter has no adapter for its provider yet, or could not start it.
     Unavailable,
+    /// The backend failed its canary probes (degradation or a possible backdoor).
+    CanaryFailed,
+    /// Its model files failed verification or the malicious-model scan.
+    ModelUnverified,
     /// No health information (fail closed).
     Unknown,
 }
@@ -66,6 +70,8 @@ impl Unhealthy {
             Unhealthy::CredentialsMissing => "credentials are not configured",
             Unhealthy::CircuitOpen => "circuit open after repeated failures",
             Unhealthy::Unavailable => "not available in this server",
+            Unhealthy::CanaryFailed => "failed its canary probes",
+            Unhealthy::ModelUnverified => "its model files failed verification",
             Unhealthy::Unknown => "health unknown",
         }
     }

@@ -27,6 +27,8 @@ struct Slot {
     failures: AtomicU32,
     /// Milliseconds since `epoch` until which the circuit is open (0: closed).
     open_until_ms: AtomicU64,
+    /// The last canary run failed.
+    canary_failed: std::sync::atomic::AtomicBool,
 }
 
 /// The backends in policy order, with their adapters and health.
@@ -82,6 +84,7 @@ impl Backends {
                 static_problem,
                 failures: AtomicU32::new(0),
                 open_until_ms: AtomicU64::new(0),
+                canary_failed: std::sync::atomic::AtomicBool::new(false),
             });
         }
         let embedding_index = config.policy.backend_index(&config.embedding_backend).unwrap_or(usize::MAX);
@@ -102,6 +105,7 @@ impl Backends {
                 None if s.chat.is_none() && s.config.profile.purposes.contains(&perimeter_policy::Purpose::Chat) => {
                     Health::Unhealthy(Unhealthy::Unavailable)
                 }
+                None if s.canary_failed.load(Ordering::Relaxed) => Health::Unhealthy(Unhealthy::CanaryFailed),
                 None if s.open_until_ms.load(Ordering::Relaxed) > now => Health::Unhealthy(Unhealthy::CircuitOpen),
                 None => Health::Healthy,
             })
@@ -122,6 +126,16 @@ impl Backends {
 
     pub fn is_empty(&self) -> bool {
         self.slots.is_empty()
+    }
+
+    /// Records a canary run's outcome: a failure keeps the backend out until a run passes.
+    pub fn set_canary_failed(&self, index: usize, failed: bool) {
+        if let Some(s) = self.slots.get(index) {
+            let was = s.canary_failed.swap(failed, Ordering::Relaxed);
+            if was != failed {
+                tracing::warn!(backend = %s.config.profile.name, failed, "canary state changed");
+            }
+        }
     }
 
     /// A call succeeded: the circuit closes.

@@ -3,6 +3,7 @@
 
 mod adapters;
 pub mod backends;
+pub mod canary;
 mod error;
 mod metrics;
 mod openapi;
@@ -21,7 +22,7 @@ pub use backends::Backends;
 pub use error::ApiError;
 pub use metrics::Metrics;
 pub use routes::{denied, perimeter_info, ROUTED_MODEL};
-pub use state::{load_models, open_index, AppState, Engines, StartError, EMBEDDED_BACKEND};
+pub use state::{chat_backend, load_models, open_index, AppState, Engines, StartError, EMBEDDED_BACKEND};
 pub use wire::PerimeterInfo;
 
 /// The application router with all routes and limits.
@@ -71,6 +72,7 @@ fn route_label(path: &str) -> &'static str {
 /// Binds `listen` and serves until Ctrl-C or SIGTERM, then drains in-flight requests.
 pub async fn serve(state: AppState, listen: SocketAddr) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen).await?;
+    canary::spawn_scheduled(&state);
     let bound = listener.local_addr()?;
     if !bound.ip().is_loopback() {
         tracing::warn!(%bound, "listening on a non-loopback address without API keys or TLS: anyone who can reach it can query your documents");

@@ -40,6 +40,8 @@ pub enum StartError {
     Store(#[from] perimeter_store::StoreError),
     #[error("the sensitive-data detector could not start: {0}")]
     Detect(#[from] perimeter_detect::DetectError),
+    #[error("{0}")]
+    Backend(String),
 }
 
 /// Which engines to load: ingestion needs only the embedder.
@@ -91,6 +93,29 @@ pub fn load_models(config: &Config, engines: Engines) -> Result<LoadedModels, Lo
         }
     };
     Ok((embedder, chat))
+}
+
+/// The chat adapter of one configured backend, outside a server (for `perimeter model canary`):
+/// the embedded model is loaded (after verification), an API or self-hosted backend is built
+/// with its key from the environment.
+pub fn chat_backend(config: &Config, name: &str) -> Result<Arc<dyn ChatBackend>, StartError> {
+    let b = config
+        .backends
+        .iter()
+        .find(|b| b.profile.name == name)
+        .ok_or_else(|| StartError::Backend(format!("no backend named {name:?} is configured")))?;
+    if b.profile.provider == perimeter_policy::Provider::Embedded {
+        let (_, chat) = load_models(config, Engines::All)?;
+        return chat.ok_or_else(|| StartError::Backend("the embedded chat model did not load".into()));
+    }
+    let key = match &b.api_key_env {
+        Some(var) => Some(
+            std::env::var(var)
+                .map_err(|_| StartError::Backend(format!("backend {name}: the variable {var} is not set")))?,
+        ),
+        None => None,
+    };
+    crate::adapters::build(b, key).map_err(|(_, reason)| StartError::Backend(format!("backend {name}: {reason}")))
 }
 
 /// Opens the store and indexes under `data_dir`, bound to the embedder's model.

@@ -523,3 +523,39 @@ async fn a_backend_that_fails_mid_answer_ends_the_request_without_falling_back()
     assert_eq!(broken.count("/chat/completions"), 2);
     assert_eq!(good.requests().len(), 0, "a failure mid-answer never continues on another backend");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_failing_its_scheduled_canaries_leaves_the_allowed_set() {
+    let (url, rec) = stand_in(Mode::Answer);
+    let (embedder, _) = models();
+    let dir = tempfile::tempdir().unwrap();
+    let failing = dir.path().join("failing.toml");
+    std::fs::write(&failing, "name = \"geo\"\n[[probe]]\nid = \"capital\"\nprompt = \"What is the capital of France?\"\ncontains = [\"Paris\"]\n").unwrap();
+    let text = format!(
+        "{}[[canary]]\nbackend = \"api-eu\"\nsuite = \"{}\"\ninterval_seconds = 60\n",
+        api_backend("api-eu", &url, KEY_VAR, 10),
+        failing.display()
+    );
+    let (state, _) = state_with(config(&text), "canary", embedder);
+    perimeter_server::canary::spawn_scheduled(&state);
+    // The first run starts at once; wait for the probe to reach the stand-in and be judged.
+    let started = std::time::Instant::now();
+    loop {
+        let (_, headers, body) =
+            chat(&state, question("When is the Alder Bridge clinic open on Saturdays?", "public"), None).await;
+        if headers["x-perimeter-backend"] == "embedded" {
+            let api = body["perimeter"]["trace"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|t| t["backend"] == "api-eu")
+                .unwrap()
+                .clone();
+            assert!(api["reasons"].to_string().contains("failed its canary probes"), "{api}");
+            break;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(20), "the canary never took the backend out");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(rec.bodies().contains("capital of France"), "the probe went to the backend");
+}

@@ -34,11 +34,14 @@ const EXAMPLE_WORDS: &[&str] = &["example", "sample", "test", "dummy", "fake", "
 /// The end of `prev` after the last line break or sentence end: a label does not reach across
 /// either.
 fn same_clause(prev: &str) -> &str {
-    let cut = prev.rfind(['\n', '\r']).map_or(0, |i| i + 1);
-    let prev = &prev[cut..];
-    match prev.rfind(". ").or_else(|| prev.rfind("! ")).or_else(|| prev.rfind("? ")) {
-        Some(i) => &prev[i + 2..],
-        None => prev,
+    let b = prev.as_bytes();
+    let cut = b.iter().rposition(|&c| c == b'\n' || c == b'\r').map_or(0, |i| i + 1);
+    let clause = &b[cut..];
+    // The last ". ", else the last "! ", else the last "? " (byte scans: the windows are short).
+    let last = |end: u8| clause.windows(2).rposition(|w| w == [end, b' ']);
+    match last(b'.').or_else(|| last(b'!')).or_else(|| last(b'?')) {
+        Some(i) => &prev[cut + i + 2..],
+        None => &prev[cut..],
     }
 }
 
@@ -111,17 +114,70 @@ pub(crate) fn floor_boundary(text: &str, mut pos: usize) -> usize {
 }
 
 /// The first of `words` (lowercase ASCII, may contain spaces) that occurs in `hay` as a whole
-/// word, ignoring ASCII case. One pass over the word starts of `hay`, comparing only words
-/// with the same first letter.
+/// word, ignoring ASCII case. One pass over the word starts of `hay` (found 64 bytes at a time
+/// as a bit mask), comparing only words with the same first letter.
 pub(crate) fn find_word(hay: &str, words: &[&'static str]) -> Option<&'static str> {
     let h = hay.as_bytes();
-    let mut i = 0;
-    while i < h.len() {
-        if !h[i].is_ascii_alphanumeric() {
-            i += 1;
+    let firsts = first_letters(words);
+    let mut prev_alnum = 0;
+    for (block, chunk) in h.chunks(64).enumerate() {
+        let alnum = alnum_mask(chunk);
+        let starts = alnum & !((alnum << 1) | prev_alnum);
+        prev_alnum = alnum >> 63;
+        if let Some(w) = word_at_starts(h, block * 64, starts, firsts, words) {
+            return Some(w);
+        }
+    }
+    None
+}
+
+/// The words of a window of up to 64 bytes, found once for several lists: the same answers as
+/// [`find_word`] on the window.
+pub(crate) struct Words<'a> {
+    hay: &'a [u8],
+    starts: u64,
+}
+
+impl<'a> Words<'a> {
+    /// `None` for a window longer than 64 bytes.
+    pub(crate) fn new(hay: &'a str) -> Option<Words<'a>> {
+        let h = hay.as_bytes();
+        (h.len() <= 64).then(|| {
+            let alnum = alnum_mask(h);
+            Words { hay: h, starts: alnum & !(alnum << 1) }
+        })
+    }
+
+    /// The first of `words` that occurs as a whole word, as [`find_word`] gives it.
+    pub(crate) fn find(&self, words: &[&'static str]) -> Option<&'static str> {
+        word_at_starts(self.hay, 0, self.starts, first_letters(words), words)
+    }
+}
+
+/// Bit `j` set when byte `j` of a block of up to 64 bytes is an ASCII letter or digit.
+fn alnum_mask(block: &[u8]) -> u64 {
+    let mut alnum = 0u64;
+    for (j, &b) in block.iter().enumerate() {
+        alnum |= u64::from(b.is_ascii_alphanumeric()) << j;
+    }
+    alnum
+}
+
+/// The first letters of `words`, as a set of [`letter_bit`]s.
+fn first_letters(words: &[&'static str]) -> u64 {
+    words.iter().filter_map(|w| w.as_bytes().first()).fold(0, |m, &b| m | letter_bit(b))
+}
+
+/// The first of `words` at the word starts `starts` (bits of the block at `base` of `h`), in
+/// order of position, then of the list.
+fn word_at_starts(h: &[u8], base: usize, mut starts: u64, firsts: u64, words: &[&'static str]) -> Option<&'static str> {
+    while starts != 0 {
+        let i = base + starts.trailing_zeros() as usize;
+        starts &= starts - 1;
+        let first = h[i].to_ascii_lowercase();
+        if firsts & letter_bit(first) == 0 {
             continue;
         }
-        let first = h[i].to_ascii_lowercase();
         for w in words {
             let wb = w.as_bytes();
             if wb.first() == Some(&first)
@@ -132,11 +188,18 @@ pub(crate) fn find_word(hay: &str, words: &[&'static str]) -> Option<&'static st
                 return Some(w);
             }
         }
-        while i < h.len() && h[i].is_ascii_alphanumeric() {
-            i += 1;
-        }
     }
     None
+}
+
+/// A bit for each lowercase letter and digit (the first letters of a word list, as a set);
+/// none for other bytes, which start no word.
+fn letter_bit(b: u8) -> u64 {
+    match b {
+        b'0'..=b'9' => 1 << (b - b'0'),
+        b'a'..=b'z' => 1 << (b - b'a' + 10),
+        _ => 0,
+    }
 }
 
 /// True when a kind-appropriate keyword is within [`WINDOW`] bytes before `start` or after `end`.
@@ -203,7 +266,15 @@ pub(crate) fn adjust(text: &str, f: &mut Finding) {
     let Some(ctx) = kind_context(f.kind) else { return };
     let prev = before(text, f.start, WINDOW);
     let next = after(text, f.end, WINDOW);
-    let found = |words: &[&'static str]| find_word(prev, words).or_else(|| find_word(next, words)).is_some();
+    // Each window's words are found once for all the lists below.
+    let (prev_words, next_words) = (Words::new(prev), Words::new(next));
+    let found_in = |words: &Option<Words<'_>>, hay: &str, list: &[&'static str]| match words {
+        Some(w) => w.find(list),
+        None => find_word(hay, list),
+    };
+    let found = |list: &[&'static str]| {
+        found_in(&prev_words, prev, list).or_else(|| found_in(&next_words, next, list)).is_some()
+    };
     if !ctx.boost.is_empty() && found(ctx.boost) {
         f.score += BOOST;
         f.evidence.push(ctx.evidence);
@@ -215,7 +286,11 @@ pub(crate) fn adjust(text: &str, f: &mut Finding) {
         f.score -= IDENTIFIER_PENALTY;
         f.evidence.push("context:identifier");
     }
-    if ctx.example_penalty && (has_example_word(prev) || has_example_word(next)) {
+    // `has_example_word` starts with this search, so a window without an example word is
+    // settled by it.
+    let example =
+        |words: &Option<Words<'_>>, hay: &str| found_in(words, hay, EXAMPLE_WORDS).is_some() && has_example_word(hay);
+    if ctx.example_penalty && (example(&prev_words, prev) || example(&next_words, next)) {
         f.score -= EXAMPLE_PENALTY;
         f.evidence.push("context:example");
     }

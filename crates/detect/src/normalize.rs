@@ -11,9 +11,12 @@
 //! jamo, a few Indic vowel signs), which matter to no recogniser.
 
 use std::borrow::Cow;
+use std::sync::OnceLock;
 
 use unicode_normalization::char::canonical_combining_class;
 use unicode_normalization::UnicodeNormalization;
+
+use crate::scope::Runs;
 
 /// Text as the recognisers see it. Recognisers report offsets into [`NormalizedText::as_str`];
 /// the detector maps them back to the original with [`NormalizedText::to_original`].
@@ -21,41 +24,70 @@ use unicode_normalization::UnicodeNormalization;
 pub struct NormalizedText<'a> {
     original: &'a str,
     text: Cow<'a, str>,
-    /// For normalised byte `i`, the original byte range of the cluster it came from. Empty when
-    /// the text is unchanged.
-    starts: Vec<usize>,
-    ends: Vec<usize>,
+    /// The normalised text in order, as pieces copied byte for byte and pieces that came from
+    /// one cluster each. Empty when the text is unchanged.
+    pieces: Vec<Piece>,
+    /// For each 64 bytes of the normalised text, the piece holding its first byte, so a lookup
+    /// is a step or two from there, even in a long text with many pieces.
+    block_piece: Vec<usize>,
+    /// Found on first use by a recogniser that searches runs (a `OnceLock`, so the text stays
+    /// `Sync`).
+    runs: OnceLock<Runs>,
+}
+
+/// Normalised bytes `start..end` came from original bytes `original..original_end`: one byte
+/// each when `copied`, else all from that one cluster.
+#[derive(Debug, Clone, Copy)]
+struct Piece {
+    start: usize,
+    end: usize,
+    original: usize,
+    original_end: usize,
+    copied: bool,
 }
 
 impl<'a> NormalizedText<'a> {
     /// Normalises `original`; free (no copy) when it is ASCII.
     pub fn new(original: &'a str) -> Self {
+        let unchanged = |text| NormalizedText {
+            original,
+            text,
+            pieces: Vec::new(),
+            block_piece: Vec::new(),
+            runs: OnceLock::new(),
+        };
         if original.is_ascii() {
-            return NormalizedText { original, text: Cow::Borrowed(original), starts: Vec::new(), ends: Vec::new() };
+            return unchanged(Cow::Borrowed(original));
         }
+        let bytes = original.as_bytes();
         let mut text = String::with_capacity(original.len());
-        let mut starts = Vec::with_capacity(original.len());
-        let mut ends = Vec::with_capacity(original.len());
-        let mut chars = original.char_indices().peekable();
-        while let Some((start, c)) = chars.next() {
-            let mut end = start + c.len_utf8();
-            if c.is_ascii() && chars.peek().is_none_or(|&(_, d)| d.is_ascii()) {
-                text.push(c);
-                starts.push(start);
-                ends.push(end);
+        let mut pieces = Vec::new();
+        let mut at = 0;
+        while at < bytes.len() {
+            // ASCII is copied as is, except an ASCII character right before a non-ASCII one,
+            // which may be the base of combining marks.
+            let ascii_end = bytes[at..].iter().position(|b| !b.is_ascii()).map_or(bytes.len(), |n| at + n);
+            let copy_end = if ascii_end == bytes.len() { ascii_end } else { ascii_end.saturating_sub(1).max(at) };
+            if copy_end > at {
+                let start = text.len();
+                text.push_str(&original[at..copy_end]);
+                pieces.push(Piece { start, end: text.len(), original: at, original_end: copy_end, copied: true });
+                at = copy_end;
                 continue;
             }
             // A cluster: this character and the combining marks that follow it.
-            while let Some(&(i, d)) = chars.peek() {
+            let mut chars = original[at..].char_indices();
+            let Some((_, c)) = chars.next() else { break };
+            let mut end = at + c.len_utf8();
+            for (i, d) in chars {
                 if canonical_combining_class(d) == 0 || is_invisible(d) {
                     break;
                 }
-                end = i + d.len_utf8();
-                chars.next();
+                end = at + i + d.len_utf8();
             }
-            let before = text.len();
+            let start = text.len();
             let mut base_ascii = None;
-            for n in original[start..end].nfkc() {
+            for n in original[at..end].nfkc() {
                 if is_invisible(n) {
                     continue;
                 }
@@ -70,16 +102,28 @@ impl<'a> NormalizedText<'a> {
                 }
                 text.push(n);
             }
-            starts.resize(text.len(), start);
-            ends.resize(text.len(), end);
-            debug_assert!(before <= text.len());
+            if text.len() > start {
+                pieces.push(Piece { start, end: text.len(), original: at, original_end: end, copied: false });
+            }
+            at = end;
         }
-        NormalizedText { original, text: Cow::Owned(text), starts, ends }
+        let mut block_piece = Vec::with_capacity(text.len() / 64 + 1);
+        for (i, p) in pieces.iter().enumerate() {
+            while block_piece.len() * 64 < p.end {
+                block_piece.push(i);
+            }
+        }
+        NormalizedText { pieces, block_piece, ..unchanged(Cow::Owned(text)) }
     }
 
     /// The normalised text.
     pub fn as_str(&self) -> &str {
         &self.text
+    }
+
+    /// The runs of the normalised text (see [`Runs`]).
+    pub(crate) fn runs(&self) -> &Runs {
+        self.runs.get_or_init(|| Runs::new(&self.text))
     }
 
     /// The text as given.
@@ -98,12 +142,27 @@ impl<'a> NormalizedText<'a> {
         if self.is_identity() {
             return (start, end);
         }
-        let len = self.starts.len();
+        let len = self.text.len();
         if start >= len || end == 0 || start >= end {
-            let at = self.starts.get(start).copied().unwrap_or(self.original.len());
+            let at = if start < len { self.original_range(start).0 } else { self.original.len() };
             return (at, at);
         }
-        (self.starts[start], self.ends[end.min(len) - 1])
+        (self.original_range(start).0, self.original_range(end.min(len) - 1).1)
+    }
+
+    /// The original bytes normalised byte `i` (< the text's length) came from.
+    fn original_range(&self, i: usize) -> (usize, usize) {
+        let mut at = self.block_piece[i / 64];
+        while self.pieces[at].end <= i {
+            at += 1;
+        }
+        let p = self.pieces[at];
+        if p.copied {
+            let at = p.original + (i - p.start);
+            (at, at + 1)
+        } else {
+            (p.original, p.original_end)
+        }
     }
 }
 
@@ -170,5 +229,75 @@ mod tests {
         let n = NormalizedText::new(input);
         let (s, e) = n.to_original(4, n.as_str().len());
         assert_eq!(&input[s..e], "e\u{301}e");
+    }
+
+    /// The first implementation, one map entry per normalised byte: the pieces must map every
+    /// range the same way.
+    fn per_byte_maps(original: &str) -> (String, Vec<usize>, Vec<usize>) {
+        let mut text = String::new();
+        let (mut starts, mut ends) = (Vec::new(), Vec::new());
+        let mut chars = original.char_indices().peekable();
+        while let Some((start, c)) = chars.next() {
+            let mut end = start + c.len_utf8();
+            if c.is_ascii() && chars.peek().is_none_or(|&(_, d)| d.is_ascii()) {
+                text.push(c);
+                starts.push(start);
+                ends.push(end);
+                continue;
+            }
+            while let Some(&(i, d)) = chars.peek() {
+                if canonical_combining_class(d) == 0 || is_invisible(d) {
+                    break;
+                }
+                end = i + d.len_utf8();
+                chars.next();
+            }
+            let mut base_ascii = None;
+            for n in original[start..end].nfkc() {
+                if is_invisible(n) || (base_ascii == Some(true) && canonical_combining_class(n) != 0) {
+                    continue;
+                }
+                let n = fold(n);
+                base_ascii.get_or_insert(n.is_ascii());
+                text.push(n);
+            }
+            starts.resize(text.len(), start);
+            ends.resize(text.len(), end);
+        }
+        (text, starts, ends)
+    }
+
+    #[test]
+    fn pieces_map_like_per_byte_maps() {
+        let inputs = [
+            "x ４１\u{200B}１１ y",
+            "Ren e\u{301}e",
+            "é",
+            "e\u{301}\u{302}x\u{200B}\u{301}y",
+            "\u{301}abc",
+            "ab\u{200B}",
+            "\u{200B}\u{200B}a",
+            "4\u{332}1\u{332}1\u{332}",
+            "Ticket #48213 — Billing\nCustomer: Zoë Jürgen café\u{00A0}ﬁle ４１１１",
+            "a\u{FEFF}",
+            "東京 Łukasz",
+        ];
+        for input in inputs {
+            let n = NormalizedText::new(input);
+            let (text, starts, ends) = per_byte_maps(input);
+            assert_eq!(n.as_str(), text, "{input:?}");
+            let len = starts.len();
+            for start in 0..=len + 1 {
+                for end in 0..=len + 1 {
+                    let expected = if start >= len || end == 0 || start >= end {
+                        let at = starts.get(start).copied().unwrap_or(input.len());
+                        (at, at)
+                    } else {
+                        (starts[start], ends[end.min(len) - 1])
+                    };
+                    assert_eq!(n.to_original(start, end), expected, "{input:?} {start}..{end}");
+                }
+            }
+        }
     }
 }

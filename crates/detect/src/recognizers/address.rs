@@ -9,6 +9,7 @@ use regex::Regex;
 
 use super::{compile, finding};
 use crate::context::{after, before, find_word, WINDOW};
+use crate::scope::{find_in_cued_lines, find_in_runs};
 use crate::{DetectError, Finding, NormalizedText, Recognizer};
 
 /// Street suffixes written out, and abbreviated (which may take a full stop).
@@ -30,6 +31,8 @@ fn street_pattern() -> String {
 
 pub(super) fn add(all: &mut Vec<Box<dyn Recognizer>>) -> Result<(), DetectError> {
     all.push(Box::new(StreetAddress {
+        // Every street ends with one of its suffix words.
+        cue: compile("street-address", &format!(r"(?:{SUFFIX}|{SUFFIX_ABBR})\b"))?,
         street: compile("street-address", &street_pattern())?,
         tail: compile(
             "street-address",
@@ -44,6 +47,7 @@ pub(super) fn add(all: &mut Vec<Box<dyn Recognizer>>) -> Result<(), DetectError>
 }
 
 struct StreetAddress {
+    cue: Regex,
     street: Regex,
     tail: Regex,
     postcode_in_tail: Regex,
@@ -61,7 +65,7 @@ impl Recognizer for StreetAddress {
     }
     fn find(&self, text: &NormalizedText<'_>, out: &mut Vec<Finding>) {
         let t = text.as_str();
-        for m in self.street.find_iter(t) {
+        for m in find_in_cued_lines(&self.street, &self.cue, t) {
             let rest = after(t, m.end(), 96);
             let tail = self.tail.find(rest).map_or("", |x| x.as_str());
             let tail = tail.trim_end_matches([',', ' ', '\t']);
@@ -96,7 +100,7 @@ impl Recognizer for Postcode {
     }
     fn find(&self, text: &NormalizedText<'_>, out: &mut Vec<Finding>) {
         let t = text.as_str();
-        for m in self.re.find_iter(t) {
+        for m in find_in_runs(&self.re, t, &text.runs().upper, 5, |r| r.capital_digit && r.upper >= 3) {
             if find_word(before(t, m.start(), WINDOW), ADDRESS_WORDS).is_some() {
                 out.push(finding(EntityKind::StreetAddress, m.start(), m.end(), 0.7, &["postcode", "context:address"]));
             }

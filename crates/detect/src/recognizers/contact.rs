@@ -9,6 +9,7 @@ use regex::Regex;
 
 use super::{byte_at, byte_before, compile, continues_token, finding};
 use crate::context::{before, find_word, WINDOW};
+use crate::scope::find_in_runs;
 use crate::{DetectError, Finding, NormalizedText, Recognizer};
 
 pub(super) fn add(all: &mut Vec<Box<dyn Recognizer>>) -> Result<(), DetectError> {
@@ -174,7 +175,7 @@ impl Recognizer for Ipv4 {
     }
     fn find(&self, text: &NormalizedText<'_>, out: &mut Vec<Finding>) {
         let t = text.as_str();
-        for m in self.re.find_iter(t) {
+        for m in find_in_runs(&self.re, t, &text.runs().numeric, 7, |r| r.dots >= 3) {
             let mut octets = [0u32; 4];
             let mut ok = true;
             for (i, part) in m.as_str().split('.').enumerate() {

@@ -3,10 +3,11 @@
 //! Ethereum with context).
 
 use perimeter_types::EntityKind;
-use regex::Regex;
+use regex::{Match, Regex};
 
 use super::{byte_at, compile, continues_token, finding, group_lengths, Digits};
 use crate::context::{after, before, near};
+use crate::scope::find_in_runs;
 use crate::validate::{bitcoin_base58, bitcoin_bech32, card_network_ok, iban_length, iban_ok, iso_country, luhn};
 use crate::{DetectError, Finding, NormalizedText, Recognizer};
 
@@ -39,7 +40,7 @@ impl Recognizer for CreditCard {
     }
     fn find(&self, text: &NormalizedText<'_>, out: &mut Vec<Finding>) {
         let t = text.as_str();
-        for m in self.re.find_iter(t) {
+        for m in find_in_runs(&self.re, t, &text.runs().numeric, 13, |r| r.chain >= 13) {
             if continues_token(t, m.start(), m.end()) {
                 continue;
             }
@@ -65,8 +66,8 @@ const IBAN: &str = r"\b[A-Z]{2}[0-9]{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]{1
 
 /// Valid IBANs among the matches of `re` in `t`, as (start, end). A match that runs on into the
 /// next word ("… 32 BANK") is cut at the country's IBAN length when the cut falls on a space.
-fn ibans<'t>(re: &'t Regex, t: &'t str) -> impl Iterator<Item = (usize, usize)> + 't {
-    re.find_iter(t).filter_map(move |m| {
+fn ibans<'t>(matches: impl Iterator<Item = Match<'t>> + 't, t: &'t str) -> impl Iterator<Item = (usize, usize)> + 't {
+    matches.filter_map(move |m| {
         let s = m.as_str();
         let len = iban_length(&s.as_bytes()[..2])?;
         let mut compact = Vec::with_capacity(len);
@@ -106,7 +107,9 @@ impl Recognizer for Iban {
         &[r"\b[A-Z]{2}[0-9]{2}[ ]?[A-Z0-9]{4}"]
     }
     fn find(&self, text: &NormalizedText<'_>, out: &mut Vec<Finding>) {
-        for (start, end) in ibans(&self.re, text.as_str()) {
+        let t = text.as_str();
+        let runs = find_in_runs(&self.re, t, &text.runs().upper, 12, |r| r.capital_digit);
+        for (start, end) in ibans(runs, t) {
             out.push(finding(EntityKind::Iban, start, end, 0.95, &["mod97"]));
         }
     }
@@ -129,7 +132,7 @@ impl Recognizer for SwiftBic {
     }
     fn find(&self, text: &NormalizedText<'_>, out: &mut Vec<Finding>) {
         let t = text.as_str();
-        for m in self.re.find_iter(t) {
+        for m in find_in_runs(&self.re, t, &text.runs().upper, 8, |r| r.capitals >= 6) {
             // Positions 5-6 are the ISO country of the bank.
             if !iso_country(&m.as_str().as_bytes()[4..6]) {
                 continue;
@@ -138,8 +141,9 @@ impl Recognizer for SwiftBic {
             // nearby or an IBAN next to it.
             let evidence = if near(t, m.start(), m.end(), &["bic", "swift", "swift code", "bic code"]) {
                 "context:bic"
-            } else if ibans(&self.iban, before(t, m.start(), 80)).next().is_some()
-                || ibans(&self.iban, after(t, m.end(), 80)).next().is_some()
+            } else if [before(t, m.start(), 80), after(t, m.end(), 80)]
+                .into_iter()
+                .any(|w| ibans(self.iban.find_iter(w), w).next().is_some())
             {
                 "near-iban"
             } else {

@@ -7,6 +7,7 @@ use regex::Regex;
 
 use super::{byte_at, compile, finding};
 use crate::context::{after, before, find_word, near, WINDOW};
+use crate::scope::find_in_runs;
 use crate::{DetectError, Finding, NormalizedText, Recognizer};
 
 pub(super) fn add(all: &mut Vec<Box<dyn Recognizer>>) -> Result<(), DetectError> {
@@ -154,7 +155,10 @@ impl Recognizer for MedicalCondition {
     }
     fn find(&self, text: &NormalizedText<'_>, out: &mut Vec<Finding>) {
         let t = text.as_str();
-        let icds: Vec<(usize, usize)> = self.icd.find_iter(t).map(|m| (m.start(), m.end())).collect();
+        let icds: Vec<(usize, usize)> =
+            find_in_runs(&self.icd, t, &text.runs().upper, 3, |r| r.capital_digit && r.digits >= 2)
+                .map(|m| (m.start(), m.end()))
+                .collect();
         let names: Vec<(usize, usize)> = self.names.find_iter(t).map(|m| (m.start(), m.end())).collect();
         // A code next to a condition name ("E11.9 | Type 2 diabetes") supports both.
         for &(start, end) in &icds {

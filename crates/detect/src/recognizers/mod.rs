@@ -48,7 +48,10 @@ pub(crate) fn compile(recognizer: &'static str, pattern: &str) -> Result<Regex, 
 }
 
 pub(crate) fn finding(kind: EntityKind, start: usize, end: usize, score: f32, evidence: &[&'static str]) -> Finding {
-    Finding { kind, start, end, score, evidence: evidence.to_vec() }
+    // Room for the context evidence the detector may add, so adding it does not reallocate.
+    let mut v = Vec::with_capacity(evidence.len() + 2);
+    v.extend_from_slice(evidence);
+    Finding { kind, start, end, score, evidence: v }
 }
 
 /// The byte before `i`, if any.

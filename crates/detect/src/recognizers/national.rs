@@ -6,6 +6,7 @@ use regex::Regex;
 
 use super::{byte_at, compile, continues_token, finding, Digits};
 use crate::context::{after, before, find_word, WINDOW};
+use crate::scope::find_in_runs;
 use crate::validate::{nhs_ok, nino_prefix_ok, us_tin, UsTin};
 use crate::{DetectError, Finding, NormalizedText, Recognizer};
 
@@ -48,7 +49,7 @@ impl Recognizer for UsTaxId {
     }
     fn find(&self, text: &NormalizedText<'_>, out: &mut Vec<Finding>) {
         let t = text.as_str();
-        for m in self.re.find_iter(t) {
+        for m in find_in_runs(&self.re, t, &text.runs().numeric, 9, |r| r.chain >= 9) {
             let Some(sep) = consistent_separators(m.as_str()) else { continue };
             if continues_token(t, m.start(), m.end()) {
                 continue;
@@ -89,7 +90,8 @@ impl Recognizer for UkNino {
     }
     fn find(&self, text: &NormalizedText<'_>, out: &mut Vec<Finding>) {
         let t = text.as_str();
-        for m in self.re.find_iter(t) {
+        for m in find_in_runs(&self.re, t, &text.runs().upper, 9, |r| r.capital_digit && r.upper >= 3 && r.digits >= 6)
+        {
             let b = m.as_str().as_bytes();
             if nino_prefix_ok(b[0], b[1]) && !continues_token(t, m.start(), m.end()) {
                 out.push(finding(EntityKind::UkNino, m.start(), m.end(), 0.85, &["nino-prefix"]));
@@ -114,7 +116,7 @@ impl Recognizer for UkNhs {
     }
     fn find(&self, text: &NormalizedText<'_>, out: &mut Vec<Finding>) {
         let t = text.as_str();
-        for m in self.re.find_iter(t) {
+        for m in find_in_runs(&self.re, t, &text.runs().numeric, 10, |r| r.chain >= 10) {
             let Some(sep) = consistent_separators(m.as_str()) else { continue };
             let Some(d) = Digits::of(m.as_str()) else { continue };
             if !nhs_ok(d.as_slice()) || continues_token(t, m.start(), m.end()) {

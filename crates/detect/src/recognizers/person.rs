@@ -12,6 +12,7 @@ use regex::Regex;
 use super::{compile, finding};
 use crate::context::before;
 use crate::names::Names;
+use crate::scope::{find_in_lines, find_in_runs, name_runs, positions_of};
 use crate::{DetectError, Finding, NormalizedText, Recognizer};
 
 /// A capitalised name word, Unicode letters allowed: `Smith`, `O'Brien`, `McDonald`,
@@ -224,6 +225,38 @@ impl Recognizer for Salutation {
 const WEAK_LABELS: &[&str] =
     &["to", "from", "attn", "attention", "recipient", "beneficiary", "payee", "contact", "customer", "client", "by"];
 
+/// The last word of each field label in the form-field pattern.
+#[rustfmt::skip]
+const LABEL_ENDS: &[&str] = &[
+    "name", "surname", "patient", "employee", "contact", "customer", "client", "applicant", "holder", "cardholder",
+    "signed", "by", "signature", "member", "tenant", "guest", "passenger", "traveller", "recipient", "beneficiary",
+    "payee", "attn", "attention", "to", "from", "kin",
+];
+
+/// Positions of the `:` and `=` that end a field label: every form field match holds one.
+/// Before the separator come, right to left, an optional `**` or `__`, spaces, an optional
+/// quote, and the label's last word, which is a whole run of letters.
+fn label_separators(t: &str) -> impl Iterator<Item = usize> + '_ {
+    let b = t.as_bytes();
+    positions_of(t, b':', b'=').filter(move |&i| {
+        let mut j = i;
+        if j >= 2 && matches!(&b[j - 2..j], b"**" | b"__") {
+            j -= 2;
+        }
+        while j > 0 && matches!(b[j - 1], b' ' | b'\t') {
+            j -= 1;
+        }
+        if j > 0 && matches!(b[j - 1], b'"' | b'\'') {
+            j -= 1;
+        }
+        let mut k = j;
+        while k > 0 && b[k - 1].is_ascii_alphabetic() {
+            k -= 1;
+        }
+        LABEL_ENDS.iter().any(|w| b[k..j].eq_ignore_ascii_case(w.as_bytes()))
+    })
+}
+
 struct FormField {
     re: Regex,
     names: Arc<Names>,
@@ -243,7 +276,8 @@ impl Recognizer for FormField {
     }
     fn find(&self, text: &NormalizedText<'_>, out: &mut Vec<Finding>) {
         let t = text.as_str();
-        for m in self.re.find_iter(t) {
+        // A field never spans lines: only lines with a label's separator are searched.
+        for m in find_in_lines(&self.re, t, label_separators(t)) {
             // "Company name:", "File name:": the label must start its line or follow punctuation.
             let window = before(t, m.start(), 64);
             let lead = window.rsplit('\n').next().unwrap_or(window).trim_end();
@@ -323,7 +357,10 @@ impl Recognizer for NameList {
     }
     fn find(&self, text: &NormalizedText<'_>, out: &mut Vec<Finding>) {
         let t = text.as_str();
-        for m in self.re.find_iter(t) {
+        // Only runs of letters and spaces that hold "x Y" are searched; the shortest match is
+        // "Ab C." (five bytes).
+        let runs = name_runs(t);
+        for m in find_in_runs(&self.re, t, &runs, 5, |_| true) {
             // Inside a longer word ("deLuca", "ÅJohn").
             if t[..m.start()].chars().next_back().is_some_and(char::is_alphanumeric) {
                 continue;

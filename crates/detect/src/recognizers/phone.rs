@@ -23,6 +23,7 @@ use regex::{Regex, RegexBuilder};
 
 use super::{byte_before, compile, continues_token, finding, group_lengths};
 use crate::context::near;
+use crate::scope::find_in_runs;
 use crate::{DetectError, Finding, NormalizedText, Recognizer};
 
 pub(super) fn add(all: &mut Vec<Box<dyn Recognizer>>) -> Result<(), DetectError> {
@@ -209,14 +210,33 @@ impl Recognizer for Phone {
     }
     fn find(&self, text: &NormalizedText<'_>, out: &mut Vec<Finding>) {
         let t = text.as_str();
-        for m in self.re.find_iter(t) {
+        // A number needs seven digits (checked below), all in one run.
+        for m in find_in_runs(&self.re, t, &text.runs().numeric, 7, |r| r.digits >= 7) {
             let s = m.as_str();
-            // "+44 (0)20 …": the bracketed trunk zero is not dialled from abroad.
-            let dialled = if s.starts_with('+') { s.replacen("(0)", "", 1) } else { s.to_owned() };
-            let digits: String = dialled.bytes().filter(u8::is_ascii_digit).map(char::from).collect();
-            if !(7..=15).contains(&digits.len()) || continues_token(t, m.start(), m.end()) {
+            // "+44 (0)20 …": the bracketed trunk zero is not dialled from abroad. A match is at
+            // most 28 bytes, so both fit on the stack.
+            let mut dialled_buf = [0u8; 32];
+            let dialled = match s.find("(0)") {
+                Some(i) if s.starts_with('+') && s.len() - 3 <= dialled_buf.len() => {
+                    let (head, tail) = (&s.as_bytes()[..i], &s.as_bytes()[i + 3..]);
+                    dialled_buf[..head.len()].copy_from_slice(head);
+                    dialled_buf[head.len()..head.len() + tail.len()].copy_from_slice(tail);
+                    std::str::from_utf8(&dialled_buf[..head.len() + tail.len()]).unwrap_or(s)
+                }
+                _ => s,
+            };
+            let mut digit_buf = [0u8; 16];
+            let mut n = 0;
+            for b in dialled.bytes().filter(u8::is_ascii_digit) {
+                if let Some(slot) = digit_buf.get_mut(n) {
+                    *slot = b;
+                }
+                n += 1;
+            }
+            if !(7..=15).contains(&n) || continues_token(t, m.start(), m.end()) {
                 continue;
             }
+            let digits = std::str::from_utf8(&digit_buf[..n]).unwrap_or("");
             // At most one pair of parentheses, balanced, around a short area code.
             let (open, close) = (s.matches('(').count(), s.matches(')').count());
             if open != close || open > 1 || s.find('(') > s.find(')') {
@@ -225,8 +245,10 @@ impl Recognizer for Phone {
             // Decimals, dates, dotted quads and version-date runs ("0.3.0 - 2022-05-19") are not
             // phone numbers: phone groups have two digits or more (after a leading country code
             // or trunk 1), use one kind of separator besides spaces, and never two in a row.
+            // (These tests only reject, so the cheap ones go first; every date has two
+            // separators, so the date pattern runs only on numbers with two.)
             let dots = s.matches('.').count();
-            if dots == 1 || self.date.is_match(s) || (dots == 3 && group_lengths(s).all(|g| g <= 3)) {
+            if dots == 1 || (dots == 3 && group_lengths(s).all(|g| g <= 3)) {
                 continue;
             }
             if (s.contains('.') && s.contains('-')) || has_double_separator(s) {
@@ -235,16 +257,19 @@ impl Recognizer for Phone {
             // One-digit groups only as the country code or right after it (+33 1 42 …), or as
             // a North American trunk 1 (1 800 …).
             let skip = if s.starts_with('+') { 2 } else { 1 };
-            if group_lengths(&dialled).skip(skip).any(|g| g < 2) {
+            if group_lengths(dialled).skip(skip).any(|g| g < 2) {
                 continue;
             }
             // A digit group glued to a longer digit run before it.
             if byte_before(t, m.start()).is_some_and(|b| b.is_ascii_digit()) {
                 continue;
             }
+            if s.bytes().filter(|b| matches!(b, b'.' | b'/' | b'-')).count() >= 2 && self.date.is_match(s) {
+                continue;
+            }
             let plus = s.starts_with('+');
             let international = plus || digits.starts_with("00");
-            let digits = if !plus && international { &digits[2..] } else { &digits[..] };
+            let digits = if !plus && international { &digits[2..] } else { digits };
             let Some(evidence) = self.verdict(digits, international) else { continue };
             // Ten bare digits are as often an integer (2147483648) as a North American number:
             // only with a phone word nearby.

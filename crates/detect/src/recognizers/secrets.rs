@@ -13,6 +13,7 @@ use regex::Regex;
 
 use super::{byte_at, compile, finding, is_example_value, is_placeholder};
 use crate::context::{after, before};
+use crate::scope::find_in_cued_lines;
 use crate::validate::entropy;
 use crate::{DetectError, Finding, NormalizedText, Recognizer};
 
@@ -94,6 +95,8 @@ pub(super) fn add(all: &mut Vec<Box<dyn Recognizer>>) -> Result<(), DetectError>
         )?,
     }));
     all.push(Box::new(Password {
+        // Every assignment, flag and prose match holds one of these.
+        cue: compile("password", "(?i)pass|pwd|pin")?,
         assign: compile("password", PASSWORD_KEY)?,
         // `--password x`, `redis-server --requirepass x`.
         flag: compile("password", r"(?i)--(?:[a-z0-9]+-)*(?:password|passwd|pass|requirepass)[ \t]+")?,
@@ -105,6 +108,8 @@ pub(super) fn add(all: &mut Vec<Box<dyn Recognizer>>) -> Result<(), DetectError>
         url: compile("password", r"\b[A-Za-z][A-Za-z0-9+.\-]{1,20}://(?u:[^\s:/@?#]){0,64}:(?u:[^\s@/?#]){1,128}@")?,
     }));
     all.push(Box::new(GenericSecret {
+        // Every key name holds one of these.
+        cue: compile("generic-secret", "(?i)token|secret|key|auth|credential")?,
         assign: compile("generic-secret", SECRET_KEY)?,
         auth: compile(
             "generic-secret",
@@ -408,6 +413,7 @@ const PROSE_WORDS: &[&str] = &[
 ];
 
 struct Password {
+    cue: Regex,
     assign: Regex,
     flag: Regex,
     prose: Regex,
@@ -461,17 +467,17 @@ impl Recognizer for Password {
     }
     fn find(&self, text: &NormalizedText<'_>, out: &mut Vec<Finding>) {
         let t = text.as_str();
-        for k in self.assign.find_iter(t) {
+        for k in find_in_cued_lines(&self.assign, &self.cue, t) {
             if let Some(v) = read_value(t, k.end()) {
                 Self::push_value(t, v, false, out);
             }
         }
-        for k in self.flag.find_iter(t) {
+        for k in find_in_cued_lines(&self.flag, &self.cue, t) {
             if let Some(v) = read_value(t, k.end()) {
                 Self::push_value(t, v, false, out);
             }
         }
-        for k in self.prose.find_iter(t) {
+        for k in find_in_cued_lines(&self.prose, &self.cue, t) {
             if let Some(v) = read_value(t, k.end()) {
                 Self::push_value(t, v, true, out);
             }
@@ -491,6 +497,7 @@ impl Recognizer for Password {
 }
 
 struct GenericSecret {
+    cue: Regex,
     assign: Regex,
     auth: Regex,
 }
@@ -544,7 +551,7 @@ impl Recognizer for GenericSecret {
     }
     fn find(&self, text: &NormalizedText<'_>, out: &mut Vec<Finding>) {
         let t = text.as_str();
-        for k in self.assign.find_iter(t) {
+        for k in find_in_cued_lines(&self.assign, &self.cue, t) {
             if let Some(v) = read_value(t, k.end()) {
                 Self::push_value(t, v, 16, 3.5, out);
             }

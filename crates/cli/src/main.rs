@@ -4,9 +4,12 @@
 mod ask;
 mod bench;
 mod bench_gateway;
+mod canary;
 mod eval;
 mod eval_detect;
 mod ingest;
+mod model;
+mod model_scan;
 mod policy;
 mod scan;
 
@@ -63,6 +66,9 @@ enum Command {
     /// Model files.
     #[command(subcommand)]
     Models(ModelsCommand),
+    /// Sign a model directory, verify it against its signature, make signing keys.
+    #[command(subcommand)]
+    Model(model::ModelCommand),
     /// The access policy: check a configuration, explain a decision.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
@@ -144,6 +150,7 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Redact(args) => scan::redact(args),
         Command::Bench(cmd) => bench::run(&config, &cli.data_dir, cmd),
         Command::Policy(_) => unreachable!("handled above"),
+        Command::Model(cmd) => model::run(cmd, &config),
         Command::Models(ModelsCommand::Verify) => {
             let manifest = perimeter_runtime::builtin_manifest()?;
             let mut bad = 0;

@@ -114,6 +114,9 @@ pub struct Models {
     pub dir: PathBuf,
     pub embedding: String,
     pub chat: String,
+    /// How often the server re-hashes and re-scans the embedded models' files (they are also
+    /// checked whenever one changes on disk). A failure takes the embedded backend out.
+    pub reverify_seconds: u64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -219,6 +222,7 @@ struct RawModels {
     dir: Option<PathBuf>,
     embedding: Option<String>,
     chat: Option<String>,
+    reverify_seconds: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -296,7 +300,11 @@ impl Raw {
             dir: models.dir.unwrap_or_else(|| PathBuf::from("models")),
             embedding: models.embedding.unwrap_or_else(|| "all-minilm-l6-v2".into()),
             chat: models.chat.unwrap_or_else(|| "smollm2-135m-instruct".into()),
+            reverify_seconds: models.reverify_seconds.unwrap_or(3600),
         };
+        if !(60..=604_800).contains(&models.reverify_seconds) {
+            return Err(invalid("models.reverify_seconds", "must be between 60 and 604800".into()));
+        }
 
         let rt = self.runtime.unwrap_or_default();
         let threads = rt.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2));

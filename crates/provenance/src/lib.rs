@@ -2,6 +2,9 @@
 //! from, and the SHA-256 each must have) and the comparison of a computed digest against it.
 //!
 //! Reading and hashing files is IO and happens in the runtime crate; this crate decides.
+//! [`signing`] holds the signed statements of whole model directories (`perimeter model sign`).
+
+pub mod signing;
 
 use serde::Deserialize;
 

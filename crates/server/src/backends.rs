@@ -29,6 +29,8 @@ struct Slot {
     open_until_ms: AtomicU64,
     /// The last canary run failed.
     canary_failed: std::sync::atomic::AtomicBool,
+    /// The last re-verification of its model files failed.
+    model_unverified: std::sync::atomic::AtomicBool,
 }
 
 /// The backends in policy order, with their adapters and health.
@@ -85,6 +87,7 @@ impl Backends {
                 failures: AtomicU32::new(0),
                 open_until_ms: AtomicU64::new(0),
                 canary_failed: std::sync::atomic::AtomicBool::new(false),
+                model_unverified: std::sync::atomic::AtomicBool::new(false),
             });
         }
         let embedding_index = config.policy.backend_index(&config.embedding_backend).unwrap_or(usize::MAX);
@@ -105,6 +108,7 @@ impl Backends {
                 None if s.chat.is_none() && s.config.profile.purposes.contains(&perimeter_policy::Purpose::Chat) => {
                     Health::Unhealthy(Unhealthy::Unavailable)
                 }
+                None if s.model_unverified.load(Ordering::Relaxed) => Health::Unhealthy(Unhealthy::ModelUnverified),
                 None if s.canary_failed.load(Ordering::Relaxed) => Health::Unhealthy(Unhealthy::CanaryFailed),
                 None if s.open_until_ms.load(Ordering::Relaxed) > now => Health::Unhealthy(Unhealthy::CircuitOpen),
                 None => Health::Healthy,
@@ -135,6 +139,13 @@ impl Backends {
             if was != failed {
                 tracing::warn!(backend = %s.config.profile.name, failed, "canary state changed");
             }
+        }
+    }
+
+    /// Records a re-verification's outcome for a backend's model files.
+    pub fn set_model_unverified(&self, index: usize, failed: bool) {
+        if let Some(s) = self.slots.get(index) {
+            s.model_unverified.store(failed, Ordering::Relaxed);
         }
     }
 

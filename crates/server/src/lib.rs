@@ -8,6 +8,7 @@ mod error;
 mod metrics;
 mod openapi;
 pub mod pipeline;
+pub mod reverify;
 mod routes;
 mod state;
 mod wire;
@@ -73,6 +74,7 @@ fn route_label(path: &str) -> &'static str {
 pub async fn serve(state: AppState, listen: SocketAddr) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen).await?;
     canary::spawn_scheduled(&state);
+    reverify::spawn(&state);
     let bound = listener.local_addr()?;
     if !bound.ip().is_loopback() {
         tracing::warn!(%bound, "listening on a non-loopback address without API keys or TLS: anyone who can reach it can query your documents");

@@ -559,3 +559,54 @@ async fn a_backend_failing_its_scheduled_canaries_leaves_the_allowed_set() {
     }
     assert!(rec.bodies().contains("capital of France"), "the probe went to the backend");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_file_changed_on_disk_takes_the_embedded_backend_out() {
+    let (embedder, _) = models();
+    // A private models directory: the large files hard-linked, the small config copied so it
+    // can be changed without touching the real one.
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("reverify-models-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let manifest = perimeter_runtime::builtin_manifest().unwrap();
+    for m in &manifest.models {
+        for f in &m.files {
+            let (src, dst) = (models_dir().join(&f.path), dir.join(&f.path));
+            std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
+            if f.role == "config" {
+                std::fs::copy(&src, &dst).unwrap();
+            } else if std::fs::hard_link(&src, &dst).is_err() {
+                std::fs::copy(&src, &dst).unwrap();
+            }
+        }
+    }
+    let mut cfg = config("[models]\nreverify_seconds = 3600\n");
+    cfg.models.dir = dir.clone();
+    let (state, _) = state_with(cfg, "reverify", embedder);
+    perimeter_server::reverify::spawn(&state);
+    let readyz = |state: AppState| async move {
+        let r = app(state).oneshot(Request::get("/readyz").body(Body::empty()).unwrap()).await.unwrap();
+        let body: Value = serde_json::from_slice(&r.into_body().collect().await.unwrap().to_bytes()).unwrap();
+        body["backends"].as_array().unwrap().iter().find(|b| b["name"] == "embedded").unwrap().clone()
+    };
+    assert_eq!(readyz(state.clone()).await["healthy"], true);
+    // Tamper with a pinned file.
+    let config_json = dir.join("all-minilm-l6-v2/config.json");
+    let mut text = std::fs::read_to_string(&config_json).unwrap();
+    text.push(' ');
+    std::fs::write(&config_json, text).unwrap();
+    let started = std::time::Instant::now();
+    loop {
+        let b = readyz(state.clone()).await;
+        if b["healthy"] == false {
+            assert_eq!(b["problem"], "its model files failed verification");
+            break;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(30), "the change was never noticed");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    // A request at any level is now refused rather than served by an unverified model.
+    let (status, _, body) =
+        chat(&state, json!({"model": "perimeter", "messages": [{"role": "user", "content": "hi"}], "perimeter": {"retrieval": false}}), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -99,6 +99,11 @@ pub struct Backend {
     pub client_identity_file: Option<PathBuf>,
     /// Attempts per call, retries included, on connection failures, 429 and 5xx.
     pub max_attempts: u32,
+    /// Self-hosted: the signed manifest (`perimeter model sign` output) of the model this server
+    /// runs, produced in its deployment pipeline; required to verify with `trusted_keys`.
+    pub model_signature: Option<PathBuf>,
+    /// Public keys (SPKI PEM) trusted to sign `model_signature`.
+    pub trusted_keys: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -207,6 +212,8 @@ struct RawBackend {
     ca_file: Option<PathBuf>,
     client_identity_file: Option<PathBuf>,
     max_attempts: Option<u32>,
+    model_signature: Option<PathBuf>,
+    trusted_keys: Option<Vec<PathBuf>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -390,6 +397,8 @@ impl Raw {
                 ca_file: None,
                 client_identity_file: None,
                 max_attempts: 1,
+                model_signature: None,
+                trusted_keys: Vec::new(),
             });
         }
         let embedding_backend = match self.embedding.and_then(|e| e.backend) {
@@ -608,6 +617,15 @@ impl RawBackend {
         if provider == Provider::Anthropic && purposes.contains(&Purpose::Embeddings) {
             return Err((key("serves"), "anthropic has no embeddings API".into()));
         }
+        if self.model_signature.is_some() != self.trusted_keys.as_ref().is_some_and(|k| !k.is_empty()) {
+            return Err((
+                key("model_signature"),
+                "and `trusted_keys` go together: a signed manifest is only worth the keys it is checked against".into(),
+            ));
+        }
+        if self.model_signature.is_some() && hosting != Hosting::SelfHosted {
+            return Err((key("model_signature"), "only applies to self_hosted backends".into()));
+        }
         let max_attempts = self.max_attempts.unwrap_or(3);
         if !(1..=10).contains(&max_attempts) {
             return Err((key("max_attempts"), "must be between 1 and 10".into()));
@@ -654,6 +672,8 @@ impl RawBackend {
             ca_file: self.ca_file,
             client_identity_file: self.client_identity_file,
             max_attempts,
+            model_signature: self.model_signature,
+            trusted_keys: self.trusted_keys.unwrap_or_default(),
         })
     }
 }

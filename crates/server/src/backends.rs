@@ -47,6 +47,25 @@ pub struct Backends {
 /// An error says what health the backend gets and why.
 pub type ApiFactory<'a> = dyn Fn(&Backend, Option<String>) -> Result<Arc<dyn ChatBackend>, (Unhealthy, String)> + 'a;
 
+/// Checks a self-hosted backend's signed manifest: a valid signature by a trusted key over a
+/// model-signing statement that names the backend's model. Returns the signing key's id.
+fn check_signature(b: &Backend, signature: &std::path::Path) -> Result<String, String> {
+    use perimeter_provenance::signing::{Envelope, PublicKey};
+    let bytes = std::fs::read(signature).map_err(|e| format!("cannot read {}: {}", signature.display(), e.kind()))?;
+    let envelope = Envelope::from_json(&bytes).map_err(|e| format!("{}: {e}", signature.display()))?;
+    let mut keys = Vec::new();
+    for path in &b.trusted_keys {
+        let pem = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {}", path.display(), e.kind()))?;
+        keys.push(PublicKey::from_spki_pem(&pem).map_err(|e| format!("{}: {e}", path.display()))?);
+    }
+    let verified = envelope.verify(&keys).map_err(|e| e.to_string())?;
+    let name = verified.statement().name();
+    if name != b.profile.model {
+        return Err(format!("the signed manifest is for model {name:?}, not {:?}", b.profile.model));
+    }
+    Ok(verified.keyid().to_string())
+}
+
 impl Backends {
     /// Matches every configured backend with an adapter. `embedded` is the in-process chat model
     /// (absent when only embeddings were loaded); `make_api` builds API and self-hosted adapters.
@@ -79,6 +98,19 @@ impl Backends {
                         },
                     }
                 }
+            };
+            let static_problem = match (static_problem, &b.model_signature) {
+                (None, Some(signature)) => match check_signature(b, signature) {
+                    Ok(keyid) => {
+                        tracing::info!(backend = %b.profile.name, %keyid, "signed model manifest verified");
+                        None
+                    }
+                    Err(reason) => {
+                        tracing::error!(backend = %b.profile.name, %reason, "signed model manifest did not verify; the backend will not be used");
+                        Some(Unhealthy::ModelUnverified)
+                    }
+                },
+                (p, _) => p,
             };
             slots.push(Slot {
                 config: b.clone(),

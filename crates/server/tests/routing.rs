@@ -610,3 +610,42 @@ async fn a_model_file_changed_on_disk_takes_the_embedded_backend_out() {
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_self_hosted_backend_can_be_required_to_present_a_signed_manifest() {
+    use perimeter_provenance::signing::{Algorithm, Envelope, SigningKey, Statement};
+    let (url, _rec) = stand_in(Mode::Answer);
+    let (embedder, _) = models();
+    let dir = tempfile::tempdir().unwrap();
+    let trusted = SigningKey::from_seed(Algorithm::Ed25519, &[7; 32]).unwrap();
+    let stranger = SigningKey::from_seed(Algorithm::Ed25519, &[9; 32]).unwrap();
+    let statement = Statement::new("llama-3.1-8b", vec![("model.safetensors".into(), [1u8; 32])], Vec::new()).unwrap();
+    let write = |name: &str, text: String| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let good = write("good.sig.json", Envelope::sign(&statement, &trusted).to_json());
+    let forged = write("forged.sig.json", Envelope::sign(&statement, &stranger).to_json());
+    let other = Statement::new("something-else", vec![("m".into(), [2u8; 32])], Vec::new()).unwrap();
+    let wrong_model = write("other.sig.json", Envelope::sign(&other, &trusted).to_json());
+    let key = write("trusted.pub", trusted.public_key().to_spki_pem().unwrap());
+    let backend = |name: &str, sig: &std::path::Path| {
+        format!(
+            "[[backend]]\nname = \"{name}\"\nprovider = \"openai_compatible\"\nhosting = \"self_hosted\"\nmodel = \"llama-3.1-8b\"\nbase_url = \"{url}\"\njurisdiction = \"eu\"\nmodel_signature = \"{}\"\ntrusted_keys = [\"{}\"]\n\n",
+            sig.display(),
+            key.display()
+        )
+    };
+    let text =
+        format!("{}{}{}", backend("signed", &good), backend("forged", &forged), backend("renamed", &wrong_model));
+    let (state, _) = state_with(config(&text), "signed", embedder);
+    let r = app(state.clone()).oneshot(Request::get("/readyz").body(Body::empty()).unwrap()).await.unwrap();
+    let body: Value = serde_json::from_slice(&r.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    let health = |name: &str| body["backends"].as_array().unwrap().iter().find(|b| b["name"] == name).unwrap().clone();
+    assert_eq!(health("signed")["healthy"], true, "{body}");
+    for name in ["forged", "renamed"] {
+        assert_eq!(health(name)["healthy"], false, "{name}: {body}");
+        assert_eq!(health(name)["problem"], "its model files failed verification");
+    }
+}

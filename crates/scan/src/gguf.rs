@@ -26,6 +26,8 @@ pub const MAX_ARRAY_DEPTH: u32 = 8;
 /// More tensors or metadata entries than any real model has; beyond this a file is refused
 /// rather than indexed.
 pub const MAX_ENTRIES: u64 = 1_000_000;
+/// At most this many template findings are listed.
+const MAX_FINDINGS: usize = 256;
 /// A chat template larger than this is refused rather than read.
 pub const MAX_TEMPLATE_BYTES: u64 = 16 << 20;
 const MAX_KEY_BYTES: u64 = 65_535;
@@ -169,6 +171,9 @@ fn parse(source: &dyn Source, findings: &mut Vec<Finding>) -> Result<(), String>
             let bytes = r.take(len as usize).map_err(in_key)?;
             let text = String::from_utf8_lossy(bytes);
             for construct in template_constructs(&text) {
+                if findings.len() >= MAX_FINDINGS {
+                    break;
+                }
                 findings.push(Finding {
                     kind: "gguf_template_injection",
                     severity: Severity::High,
@@ -233,13 +238,12 @@ fn parse(source: &dyn Source, findings: &mut Vec<Finding>) -> Result<(), String>
     }
     let data_len = len - data_start;
     for (offset, size, name) in &tensors {
-        let end = offset.checked_add(*size).filter(|e| *e <= data_len).ok_or_else(|| {
-            format!(
+        if offset.checked_add(*size).is_none_or(|end| end > data_len) {
+            return Err(format!(
                 "tensor `{}`: {size} bytes at data offset {offset} run past the end of the file ({data_len} data bytes)",
                 clip(name)
-            )
-        })?;
-        debug_assert!(end <= data_len);
+            ));
+        }
     }
 
     tensors.sort_unstable();
@@ -483,8 +487,11 @@ enum Prev<'a> {
     Other,
 }
 
+/// At most this many distinct constructs are named per template.
+const MAX_CONSTRUCTS: usize = 64;
+
 fn note(found: &mut Vec<String>, construct: String) {
-    if !found.contains(&construct) {
+    if found.len() < MAX_CONSTRUCTS && !found.contains(&construct) {
         found.push(construct);
     }
 }

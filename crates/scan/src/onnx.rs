@@ -134,23 +134,29 @@ impl<'a> Walk<'a> {
     /// The findings, from everything walked so far.
     fn findings(&self) -> Vec<Finding> {
         let mut findings = Vec::new();
-        for (tensor, location) in self.externals.iter().take(256) {
-            let (kind, severity, detail) = match location_problem(location) {
-                Some(problem) => (
-                    "onnx_external_data_path",
-                    Severity::High,
-                    format!("external data location `{}` has {problem}", clip(location)),
+        // Every unsafe location is reported before any harmless one, so no number of harmless
+        // external tensors can push a dangerous one out of the (bounded) report.
+        let (unsafe_locations, safe_locations): (Vec<_>, Vec<_>) =
+            self.externals.iter().partition(|(_, location)| location_problem(location).is_some());
+        for (tensor, location) in unsafe_locations.into_iter().take(256) {
+            let problem = location_problem(location).unwrap_or_default();
+            findings.push(Finding {
+                kind: "onnx_external_data_path",
+                severity: Severity::High,
+                location: format!("tensor `{}`", clip(tensor)),
+                detail: format!("external data location `{}` has {problem}", clip(location)),
+            });
+        }
+        for (tensor, location) in safe_locations.into_iter().take(32) {
+            findings.push(Finding {
+                kind: "onnx_external_data",
+                severity: Severity::Info,
+                location: format!("tensor `{}`", clip(tensor)),
+                detail: format!(
+                    "external data location `{}` is read from the model's directory; the CLI checks that it is not a symlink",
+                    clip(location)
                 ),
-                None => (
-                    "onnx_external_data",
-                    Severity::Info,
-                    format!(
-                        "external data location `{}` is read from the model's directory; the CLI checks it is no symlink",
-                        clip(location)
-                    ),
-                ),
-            };
-            findings.push(Finding { kind, severity, location: format!("tensor `{}`", clip(tensor)), detail });
+            });
         }
         // One finding per custom domain, with how many nodes use it.
         let local_domains: HashSet<&str> = self.functions.iter().map(|(d, _)| d.as_str()).collect();
@@ -168,7 +174,7 @@ impl<'a> Walk<'a> {
                 custom.entry(domain).or_insert((0, ""));
             }
         }
-        for (domain, (nodes, op_type)) in custom {
+        for (domain, (nodes, op_type)) in custom.into_iter().take(256) {
             let (location, detail) = if nodes == 0 {
                 ("opset_import".to_string(), format!("imports the custom operator domain `{}`", clip(domain)))
             } else {

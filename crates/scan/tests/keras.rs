@@ -272,6 +272,41 @@ fn duplicate_keys_are_a_finding_and_every_copy_is_checked() {
 }
 
 #[test]
+fn every_copy_of_config_json_is_checked() {
+    // Two members named config.json: zip readers disagree on which one they open.
+    let clean = serde_json::to_vec(&sequential(vec![input(), dense("d")])).unwrap();
+    let evil = serde_json::to_vec(&sequential(vec![input(), lambda("l")])).unwrap();
+    let report = keras::scan(&zip(&[("config.json", &clean), ("config.json", &evil)]));
+    assert_eq!(report.verdict, Verdict::Unsafe);
+    assert!(report.findings.iter().any(|f| f.kind == "keras_lambda_layer"), "{report:#?}");
+}
+
+#[test]
+fn many_medium_findings_cannot_crowd_out_a_lambda() {
+    let mut layers: Vec<Value> = (0..300)
+        .map(|i| json!({"module": format!("pkg{i}"), "class_name": "Custom", "config": {}, "registered_name": null}))
+        .collect();
+    layers.push(lambda("late"));
+    let report = check(&keras_file(&sequential(layers)), Expect::Unsafe(&[("keras_lambda_layer", Severity::High)]));
+    assert!(report.findings.len() <= 256);
+}
+
+#[test]
+fn wide_objects_and_arrays_are_checked_in_linear_time() {
+    // 200,000 keys, every one duplicated, and a 1,000,000-element array.
+    let mut config = String::from(r#"{"module": "keras", "class_name": "Sequential", "wide": {"#);
+    for i in 0..200_000 {
+        config.push_str(&format!(r#""k{i}": 0, "k{i}": 1, "#));
+    }
+    config.push_str(r#""end": 0}, "long": ["#);
+    config.push_str(&"0,".repeat(1_000_000));
+    config.push_str("0]}");
+    let findings = scan_config(config.as_bytes()).unwrap();
+    assert!(findings.len() <= 256);
+    assert!(findings.iter().all(|f| f.kind == "keras_duplicate_key"));
+}
+
+#[test]
 fn metadata_json_is_checked_too() {
     let config = serde_json::to_vec(&sequential(vec![input()])).unwrap();
     let metadata = br#"{"keras_version": "3.6.0", "safe_mode": false}"#;

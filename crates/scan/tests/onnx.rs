@@ -173,6 +173,15 @@ fn external_data_with_absolute_paths_is_caught() {
 }
 
 #[test]
+fn many_harmless_external_tensors_cannot_hide_a_dangerous_one() {
+    let mut tensors: Vec<Vec<u8>> = (0..300).map(|i| external_tensor(&format!("w{i}"), "weights.bin")).collect();
+    tensors.push(external_tensor("last", "../../etc/passwd"));
+    let report = check(&model(&graph(&[], &tensors), &[]), Expect::Unsafe(&["onnx_external_data_path"]));
+    assert!(report.findings.len() <= 256 + 32);
+    assert_eq!(external_locations(&model(&graph(&[], &tensors), &[])).unwrap().len(), 301);
+}
+
+#[test]
 fn location_rules() {
     assert_eq!(location_problem("model.onnx_data"), None);
     assert_eq!(location_problem("sub/dir/w.bin"), None);

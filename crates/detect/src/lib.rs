@@ -32,21 +32,21 @@
 //! | US_SSN, US_ITIN | 3-2-4 with dashes/spaces; 9 digits after "SSN"/"ITIN" | area/group/serial rules; ITIN groups |
 //! | UK_NINO | two letters, six digits, A–D | HMRC prefix rules |
 //! | UK_NHS | 3-3-4 or ten digits after "NHS" | mod-11 check digit |
-//! | PASSPORT | 6–9 capitals/digits after "passport" | context only (score 0.7) |
+//! | PASSPORT | 6–9 capitals/digits after "passport" (and DE/ES/FR/IT/PL/NL labels), or after a number label a few lines on | context only (score 0.7) |
 //! | IP_ADDRESS | dotted quads; IPv6 candidates | octets ≤ 255, not a version; `Ipv6Addr` parses |
 //! | MAC_ADDRESS | six octets with `:`/`-`, Cisco dotted | not all-zero or broadcast |
-//! | DATE_OF_BIRTH | numeric and written dates | within 30 bytes after DOB/born/date of birth |
-//! | MEDICAL_RECORD_NUMBER | an ID with digits | after MRN/medical record/hospital number/patient ID |
-//! | MEDICAL_CONDITION | ICD-10 codes; a list of condition names | clinical words or each other nearby |
+//! | DATE_OF_BIRTH | numeric and written dates | within 30 bytes after DOB/born/date of birth or a FR/DE/ES/PL/NL/IT/PT cue; in a column named `dob`/`date_of_birth`… of a CSV/TSV/Markdown table, SQL `INSERT` or column list |
+//! | MEDICAL_RECORD_NUMBER | an ID with digits | after MRN/medical record/hospital number/patient ID (and IPP, Pat.-ID, NHC, historia clínica, nr historii choroby); `MRN…` values in a `patient_id`/`mrn` column |
+//! | MEDICAL_CONDITION | ICD-10 codes; condition names (English, FR, DE, ES, PL) | clinical words or each other nearby, an assessment line (`A:`), an ICD column header; not a service name ("Diabetes Clinic") or a questionnaire item answered no |
 //! | CRYPTO_WALLET | `1…`/`3…`, `bc1…`, `0x` + 40 hex | Base58Check (double SHA-256), bech32/bech32m, wallet words for Ethereum |
 //! | AWS/GitHub/Slack/Stripe/Google/OpenAI keys | fixed prefixes | length and alphabet; example keys scored 0.6 |
 //! | AWS_SECRET_KEY | 40 base64 characters | after an AWS secret key name or an access key id |
 //! | JWT | three base64url segments | header and payload decode to JSON objects, header has `alg` |
 //! | PRIVATE_KEY | PEM BEGIN … END block | base64 body (a block without END is reported truncated) |
-//! | PASSWORD | `password=`, `"pwd": "…"`, `--password x`, "the password is X", `scheme://user:pass@` | not a placeholder, type or code expression |
-//! | GENERIC_SECRET | values of token/secret/api_key/auth/credential names; bearer tokens | ≥ 16 characters, entropy ≥ 3.5 bits, a digit |
-//! | PERSON | titles, salutations and sign-offs, form fields, given name + surname lists | see below |
-//! | STREET_ADDRESS | number + capitalised words + street suffix (+ town, postcode/ZIP); postcode after "address" | heuristic |
+//! | PASSWORD | `password=`, `"pwd": "…"`, `--password x`, "the password is X"/"reset it to X", `scheme://user:pass@`, `.netrc`, `mysql -p'…'`/`docker login -p …`, PHP `define('DB_PASSWORD', …)`, Python `auth=(user, "…")` | not a placeholder, type or code expression |
+//! | GENERIC_SECRET | values of token/secret/api_key/auth/credential names; bearer tokens; PHP `define('…_KEY'/'…_SALT', …)`; SendGrid `SG.…`, Stripe `whsec_…` | ≥ 16 characters, entropy ≥ 3.5 bits, a digit |
+//! | PERSON | titles (also Madame, Frau, Sr., Pan…), salutations and sign-offs, form fields and role labels (also in other languages), chat speaker labels, `Surname, Given` cells, `SURNAME/GIVEN`, all-capitals name lines, given name + surname lists | see below |
+//! | STREET_ADDRESS | number + capitalised words + street suffix (+ town, postcode/ZIP); street name first (`Lindenallee 12`, `Calle Mayor 5`, `ul. Polna 3`), French `8 rue des Lilas`; postcode after "address" | heuristic |
 //!
 //! # What to expect
 //!
@@ -61,8 +61,8 @@
 //! East Asian given names). Expect high precision and modest recall for
 //! PERSON: names without a title, field or salutation whose parts are not both on the lists
 //! (many non-Anglo names, single-word names, all-lowercase names) are missed, and common words
-//! that are also names ("Will", "May") are skipped at the start of a sentence. Addresses in
-//! continental formats ("Hauptstraße 5") and without a street suffix are missed. A named-entity
+//! that are also names ("Will", "May") are skipped at the start of a sentence. Addresses
+//! without a street type word ("Heol y Nant" aside from its `Heol`) are missed. A named-entity
 //! model can be added later as another [`Recognizer`] ([`Detector::with`]).
 //!
 //! Documented example keys (`AKIAIOSFODNN7EXAMPLE`, values containing "EXAMPLE") are still
@@ -74,6 +74,7 @@ mod names;
 mod normalize;
 mod recognizers;
 mod scope;
+mod table;
 mod validate;
 
 use std::cmp::Reverse;
@@ -132,6 +133,13 @@ pub trait Recognizer: Send + Sync {
     fn triggers(&self) -> &[&'static str] {
         &[]
     }
+    /// More prefilter patterns, each tried on its own (stopping at its first match, and only
+    /// while the recogniser is not already awake) instead of in the shared set: for a long
+    /// alternation (hundreds of condition names), which would make the set's automaton slower
+    /// on every text.
+    fn solo_triggers(&self) -> &[&'static str] {
+        &[]
+    }
     /// Appends findings (offsets into `text.as_str()`) to `out`.
     fn find(&self, text: &NormalizedText<'_>, out: &mut Vec<Finding>);
 }
@@ -143,9 +151,10 @@ pub struct Detector {
     prefilter: RegexSet,
     /// For each prefilter pattern, the index of the recogniser it wakes.
     owner: Vec<usize>,
-    /// Triggers with Unicode classes, each with the recogniser it wakes. They are kept out of
-    /// the set: one of them made the set's lazy DFA about twice as slow on every text, while
-    /// on its own it stops at its first match and runs only when its recogniser is not awake.
+    /// Triggers with Unicode classes and solo triggers ([`Recognizer::solo_triggers`]), each
+    /// with the recogniser it wakes. They are kept out of the set: one of them made the set's
+    /// lazy DFA about twice as slow on every text, while on its own it stops at its first match
+    /// and runs only when its recogniser is not awake.
     unicode_triggers: Vec<(Regex, usize)>,
     /// Recognisers without triggers.
     always: Vec<usize>,
@@ -178,8 +187,11 @@ impl Detector {
         let mut always = Vec::new();
         let mut unicode_triggers = Vec::new();
         for (i, r) in recognizers.iter().enumerate() {
-            if r.triggers().is_empty() {
+            if r.triggers().is_empty() && r.solo_triggers().is_empty() {
                 always.push(i);
+            }
+            for t in r.solo_triggers() {
+                unicode_triggers.push((recognizers::compile(r.name(), t)?, i));
             }
             for t in r.triggers() {
                 if t.contains("(?u") || t.contains(r"\p{") {
@@ -190,19 +202,7 @@ impl Detector {
                 }
             }
         }
-        let prefilter = RegexSetBuilder::new(&patterns)
-            .unicode(false)
-            .size_limit(64 << 20)
-            .dfa_size_limit(64 << 20)
-            .build()
-            .map_err(|e| {
-                // Name the recogniser whose trigger is at fault.
-                let culprit = patterns
-                    .iter()
-                    .zip(&owner)
-                    .find_map(|(p, &i)| recognizers::compile(recognizers[i].name(), p).err());
-                culprit.unwrap_or(DetectError::Pattern { recognizer: "prefilter", message: e.to_string() })
-            })?;
+        let prefilter = prefilter_set(&recognizers, &patterns, &owner)?;
         Ok(Detector { recognizers, prefilter, owner, unicode_triggers, always })
     }
 
@@ -266,6 +266,19 @@ impl Detector {
         }
         out
     }
+}
+
+/// One prefilter set (ASCII classes), naming the recogniser whose trigger does not compile.
+fn prefilter_set(
+    recognizers: &[Box<dyn Recognizer>],
+    patterns: &[&'static str],
+    owner: &[usize],
+) -> Result<RegexSet, DetectError> {
+    RegexSetBuilder::new(patterns).unicode(false).size_limit(64 << 20).dfa_size_limit(64 << 20).build().map_err(|e| {
+        let culprit =
+            patterns.iter().zip(owner).find_map(|(p, &i)| recognizers::compile(recognizers[i].name(), p).err());
+        culprit.unwrap_or(DetectError::Pattern { recognizer: "prefilter", message: e.to_string() })
+    })
 }
 
 /// The highest default level among the findings' kinds; `None` when there are none.

@@ -62,6 +62,10 @@ impl Names {
 
     /// `word` (any case, apostrophes ignored) is a known given name.
     pub(crate) fn is_given(&self, word: &str) -> bool {
+        // A hyphenated given name ("Hans-Peter", "Anne-Sophie") when every part is one.
+        if word.contains('-') {
+            return word.split('-').all(|part| self.is_given(part));
+        }
         with_key(word, |k| self.given.contains(k) && !NOT_GIVEN.contains(&k))
     }
 
@@ -136,5 +140,6 @@ mod tests {
         assert!(!n.is_surname("Street") && !n.is_given("The") && !n.is_given("東京"));
         assert!(n.is_given("Zoë") && n.is_given("Jürgen") && n.is_given("Lucía") && n.is_surname("Fernández"));
         assert!(Names::is_ambiguous_given("Will"));
+        assert!(n.is_given("Jean-Paul") && n.is_given("Mary-Kate") && !n.is_given("Karl-Street"));
     }
 }

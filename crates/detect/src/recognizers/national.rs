@@ -17,7 +17,11 @@ pub(super) fn add(all: &mut Vec<Box<dyn Recognizer>>) -> Result<(), DetectError>
     }));
     all.push(Box::new(UkNhs { re: compile("uk-nhs", r"\b[0-9]{3}[ \-]?[0-9]{3}[ \-]?[0-9]{4}\b")? }));
     all.push(Box::new(Passport {
-        keyword: compile("passport", r"(?i)\bpassport\b")?,
+        keyword: compile(
+            "passport",
+            r"(?i)\b(?:passport|reisepass(?:nummer|-?nr\.?)?|passnummer|pasaporte|passeport|passaporto|passaporte|paszport[a-z]*|paspoort(?:nummer)?)(?:\b|\.)",
+        )?,
+        numbered: compile("passport", r"(?i:n(?:ú|u)mero|number|nummer|no\.|nr\.?|n°|nº)[ \t]*:?[ \t]*([A-Z0-9]{6,9})\b")?,
         token: compile("passport", r"\b[A-Z0-9]{6,9}\b")?,
     }));
     Ok(())
@@ -136,6 +140,8 @@ impl Recognizer for UkNhs {
 }
 
 struct Passport {
+    /// A number label that may come lines after the passport word.
+    numbered: Regex,
     keyword: Regex,
     token: Regex,
 }
@@ -148,7 +154,10 @@ impl Recognizer for Passport {
         &[EntityKind::Passport]
     }
     fn triggers(&self) -> &[&'static str] {
-        &[r"(?i)\bpassport\b"]
+        &[
+            r"(?i)\bpassport\b",
+            r"(?i)\b(?:reisepass|passnummer|pasaporte|passeport|passaporto|passaporte|paszport|paspoort)",
+        ]
     }
     fn find(&self, text: &NormalizedText<'_>, out: &mut Vec<Finding>) {
         let t = text.as_str();
@@ -161,6 +170,16 @@ impl Recognizer for Passport {
             if let Some(m) = hit {
                 let (start, end) = (k.end() + m.start(), k.end() + m.end());
                 out.push(finding(EntityKind::Passport, start, end, 0.7, &["context:passport"]));
+                continue;
+            }
+            // "Pasaporte\n…\nNúmero: X12345678": a number label a few lines on.
+            let far = after(t, k.end(), 160);
+            let hit = self.numbered.captures(far).and_then(|c| c.get(1)).filter(|m| {
+                m.as_str().bytes().any(|b| b.is_ascii_digit()) && m.as_str().bytes().any(|b| b.is_ascii_uppercase())
+            });
+            if let Some(m) = hit {
+                let (start, end) = (k.end() + m.start(), k.end() + m.end());
+                out.push(finding(EntityKind::Passport, start, end, 0.65, &["context:passport"]));
             }
         }
     }

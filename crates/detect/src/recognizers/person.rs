@@ -22,13 +22,14 @@ const NAME: &str = r"(?u:(?:Mc|Mac|O['’]|D['’])?\p{Lu}\p{Ll}+(?:[\-'’]\p{L
 const INITIAL: &str = r"(?u:\p{Lu}\.)";
 /// An upper-case name word in forms: `SMITH`.
 const UPPER: &str = r"(?u:\p{Lu}{2,}(?:[\-'’]\p{Lu}+)*)";
+/// Titles before a name, English and continental (French, German, Spanish, Portuguese,
+/// Italian, Dutch, Polish), each with an optional full stop. `M.` (Monsieur) needs its stop.
+const TITLES: &str = r"(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Sir|Dame|Lady|Lord|Madame|Mme|Mlle|Mademoiselle|Monsieur|Frau|Herr|Sr|Sra|Srta|Señor|Señora|Señorita|Sig|Sig\.ra|Signor|Signora|Dott|Dott\.ssa|Mevrouw|Mevr|Meneer|Dhr|Pan|Pani)\.?";
 
 pub(super) fn add(all: &mut Vec<Box<dyn Recognizer>>, names: &Arc<Names>) -> Result<(), DetectError> {
     let word = format!("(?:{NAME}|{INITIAL})");
     let names3 = format!("{word}(?:[ \t]{word}){{0,2}}");
-    all.push(Box::new(Titled {
-        re: compile("person-title", &format!(r"\b(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Sir|Dame|Lady|Lord)\.?[ \t]+{names3}"))?,
-    }));
+    all.push(Box::new(Titled { re: compile("person-title", &format!(r"\b(?:{TITLES}|M\.)[ \t]+{names3}"))? }));
     all.push(Box::new(Salutation {
         greeting: compile("person-salutation", &format!(r"\b(?:Dear|Hi|Hello|Hey)[ \t]+{names3}"))?,
         signoff: compile(
@@ -44,7 +45,7 @@ pub(super) fn add(all: &mut Vec<Box<dyn Recognizer>>, names: &Arc<Names>) -> Res
         re: compile(
             "person-form",
             &format!(
-                r#"(?i:\b(?:full[ \t]+name|first[ \t]+name|last[ \t]+name|surname|given[ \t]+name|patient(?:[ \t]+name)?|employee(?:[ \t]+name)?|contact(?:[ \t]+name)?|customer(?:[ \t]+name)?|client(?:[ \t]+name)?|applicant(?:[ \t]+name)?|account[ \t]+holder|cardholder(?:[ \t]+name)?|signed(?:[ \t]+by)?|signature|member(?:[ \t]+name)?|tenant|guest|passenger|traveller|recipient|beneficiary|payee|attn|attention|to|from|(?:reported|requested|prepared|approved|referred)[ \t]+by|next[ \t]+of[ \t]+kin|emergency[ \t]+contact|name))["']?[ \t]*(?:\*\*|__)?[:=](?:\*\*|__)?[ \t]*["']?{value_word}(?:(?:,[ \t]?|[ \t]){value_word}){{0,3}}"#
+                r#"(?i:\b(?:full[ \t]+name|first[ \t]+name|last[ \t]+name|surname|given[ \t]+name|patient(?:[ \t]+name)?|employee(?:[ \t]+name)?|contact(?:[ \t]+name)?|customer(?:[ \t]+name)?|client(?:[ \t]+name)?|applicant(?:[ \t]+name)?|account[ \t]+holder|cardholder(?:[ \t]+name)?|signed(?:[ \t]+by)?|signature|member(?:[ \t]+name)?|tenant|guest|passenger|traveller|recipient|beneficiary|payee|attn|attention|to|from|(?:reported|requested|prepared|approved|referred)[ \t]+by|next[ \t]+of[ \t]+kin|emergency[ \t]+contact|name|{ROLE_LABELS}))(?:\(s\))?(?:[ \t]*[0-9]{{1,2}})?["']?[ \t]*(?:\*\*|__)?[:=](?:\*\*|__)?[ \t]*["']?{value_word}(?:(?:,[ \t]?|[ \t]){value_word}){{0,3}}"#
             ),
         )?,
         names: names.clone(),
@@ -56,8 +57,37 @@ pub(super) fn add(all: &mut Vec<Box<dyn Recognizer>>, names: &Arc<Names>) -> Res
         re: compile("person-names", &format!(r"{cap_word}(?:[ ](?:[A-Z]\.|{cap_word}))+"))?,
         names: names.clone(),
     }));
+    all.push(Box::new(Layout {
+        speaker: compile(
+            "person-layout",
+            &format!(
+                r"^[ \t]*(?:\[(?u:[^\]\n]){{1,25}}\][ \t]*|(?:[0-9]{{1,4}}[/.\-][0-9]{{1,2}}[/.\-][0-9]{{2,4}},?[ \t]+)?[0-9]{{1,2}}:[0-9]{{2}}(?::[0-9]{{2}})?(?:[ \t]*[AaPp][Mm])?[ \t]*[\-|]?[ \t]*)?(?:\*\*)?({NAME}(?:[ ]{NAME}){{0,2}})(?:\*\*)?(?::[ \t]+(?u:\S)|,?[ \t]+\[?[0-9]{{1,2}}:[0-9]{{2}}(?:[ \t]*[AaPp][Mm])?\]?[ \t]*\r?$)"
+            ),
+        )?,
+        names: names.clone(),
+    }));
     Ok(())
 }
+
+/// Field labels for a person's name in other forms and languages, and roles whose value is
+/// usually a person (as a regex alternation, case-insensitive).
+const ROLE_LABELS: &str = r"forenames?|middle[ \t]+names?|family[ \t]+name|maiden[ \t]+name|nom(?:[ \t]+de[ \t]+famille)?|prénom|nombre(?:[ \t]+completo)?|apellidos?|naam|voornaam|achternaam|vorname|nachname|familienname|imię(?:[ \t]+i[ \t]+nazwisko)?|nazwisko|cognome|nome|contact[ \t]+person|caller|nurse|sponsor|visitor|driver|researcher|witness|author|owner|assignee|reporter|doctor|physician|clinician|consultant|carer|parent(?:/(?:carer|guardian))?|guardian|spouse|interviewer|claimant|policy[ \t]?holder|insured|sender|participant|attendee|requester|approver|auftraggeber|kontoinhaber|inhaber|empfänger|titular|titulaire|destinatario|beneficiario|bénéficiaire|paciente|patientin|pacjent|(?:submitted|completed|witnessed|checked|reviewed|verified|issued|raised|logged|seen|recorded|entered|assigned|written|authored)[ \t]+(?:by|to)";
+
+/// Labels (last words) whose value is a name or a name part, so a single capitalised word after
+/// them is a name even when it is not on the lists ("Surname: Okafor").
+#[rustfmt::skip]
+const NAME_PART_LABELS: &[&str] = &[
+    "surname", "forename", "forenames", "forename(s)", "first name", "last name", "given name", "family name",
+    "middle name", "maiden name", "nom", "prénom", "nombre", "apellido", "apellidos", "naam", "voornaam",
+    "achternaam", "vorname", "nachname", "familienname", "imię", "nazwisko", "cognome", "nome",
+];
+
+/// Single words after a name label that are types or form values, not names.
+#[rustfmt::skip]
+const VALUE_WORDS: &[&str] = &[
+    "string", "str", "text", "varchar", "char", "optional", "required", "null", "none", "unknown", "redacted",
+    "withheld", "blank", "empty", "value", "example", "sample", "test", "user", "anonymous",
+];
 
 /// Capitalised words that are not names, seen after titles, greetings and field labels.
 #[rustfmt::skip]
@@ -70,6 +100,13 @@ const NOT_NAMES: &[&str] = &[
     "prof", "on", "in", "at", "to", "for", "from", "with", "by", "is", "are", "was", "date", "signature", "name",
     "address", "phone", "email", "number", "id", "here", "above", "below", "same", "applicant", "patient", "hello",
     "hi", "hey", "dear", "thanks", "regards", "my", "dob", "mrn", "nhs", "ssn", "tel", "mob", "ref", "member", "account",
+    "surname", "surnames", "forename", "forenames", "first", "last", "given", "middle", "family", "full", "maiden",
+    "nom", "prénom", "nombre", "apellido", "apellidos", "naam", "voornaam", "achternaam", "vorname", "nachname",
+    "imię", "nazwisko", "cognome", "nome", "reservations", "bookings", "accounts", "admissions", "enquiries",
+    "billing", "payroll", "claims", "careers", "recruitment", "finance", "operations", "security", "compliance",
+    "kollegin", "kollege", "kollegen", "doktor", "professor", "direktor", "direktorin", "docteur", "directeur",
+    "directrice", "président", "présidente", "maître", "doctora", "licenciado", "licenciada", "ingeniero", "dottore",
+    "dottoressa", "avvocato", "ingegnere", "dokter", "doktór", "profesor", "dyrektor", "prezes", "minister",
 ];
 
 /// Words that make a capitalised phrase a group of people rather than a person.
@@ -127,7 +164,10 @@ impl Recognizer for Titled {
         &[EntityKind::Person]
     }
     fn triggers(&self) -> &[&'static str] {
-        &[r"\b(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Sir|Dame|Lady|Lord)\.?[ \t]"]
+        &[
+            r"\b(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Sir|Dame|Lady|Lord)\.?[ \t]",
+            r"\b(?:Madame|Mme|Mlle|Mademoiselle|Monsieur|M\.|Frau|Herr|Sr|Sra|Srta|Sig|Signor|Signora|Dott|Mevrouw|Mevr|Meneer|Dhr|Pan|Pani)\.?[ \t]|Señor",
+        ]
     }
     fn find(&self, text: &NormalizedText<'_>, out: &mut Vec<Finding>) {
         let t = text.as_str();
@@ -140,6 +180,11 @@ impl Recognizer for Titled {
             if m.as_str().starts_with("Dr") && after_house_number(t, m.start()) {
                 continue;
             }
+            // "John M. Smith", "Kate Sr Lee": an initial or suffix inside a name, not a title.
+            let title = &m.as_str()[..title_len];
+            if matches!(title, "M." | "Sr" | "Sr.") && after_capitalised_word(t, m.start()) {
+                continue;
+            }
             let end = name_end(t, start, m.end());
             let span = &t[start..end];
             if span.is_empty() || !has_full_word(span) || words(span).next().is_some_and(is_not_name) {
@@ -148,6 +193,13 @@ impl Recognizer for Titled {
             out.push(finding(EntityKind::Person, start, end, 0.85, &["title"]));
         }
     }
+}
+
+/// The word right before `pos` (across spaces) is capitalised: "John M. Smith".
+fn after_capitalised_word(t: &str, pos: usize) -> bool {
+    let prev = before(t, pos, 32).trim_end_matches([' ', '\t']);
+    let word = prev.rsplit([' ', '\t', '\n']).next().unwrap_or("");
+    word.chars().next().is_some_and(char::is_uppercase) && word.chars().all(char::is_alphabetic)
 }
 
 /// The text before `pos` on its line looks like "12 Oak " or "221B Baker " (a house number and
@@ -183,6 +235,12 @@ impl Salutation {
         let span = &t[start..end];
         let Some(first) = words(span).next() else { return };
         if !has_full_word(span) || words(span).any(is_not_name) {
+            return;
+        }
+        // "Dear Bookings team", "Hi Payroll Team": a group, whatever its first word.
+        let next = t[end..].trim_start_matches([' ', '\t']);
+        let next_word = next.split(|c: char| !c.is_alphanumeric()).next().unwrap_or("");
+        if words(span).any(is_org_word) || is_org_word(next_word) {
             return;
         }
         if self.names.is_given(first) {
@@ -222,15 +280,28 @@ impl Recognizer for Salutation {
 }
 
 /// Field labels whose value is as often an organisation as a person.
-const WEAK_LABELS: &[&str] =
-    &["to", "from", "attn", "attention", "recipient", "beneficiary", "payee", "contact", "customer", "client", "by"];
+#[rustfmt::skip]
+const WEAK_LABELS: &[&str] = &[
+    "to", "from", "attn", "attention", "recipient", "beneficiary", "payee", "contact", "customer", "client", "by",
+    "caller", "nurse", "sponsor", "visitor", "driver", "researcher", "witness", "author", "owner", "assignee",
+    "reporter", "doctor", "physician", "clinician", "consultant", "carer", "parent", "guardian", "spouse",
+    "interviewer", "claimant", "policyholder", "policy holder", "insured", "sender", "participant", "attendee", "requester", "approver",
+    "auftraggeber", "inhaber", "empfänger", "titular", "titulaire", "destinatario", "beneficiario", "bénéficiaire",
+];
 
 /// The last word of each field label in the form-field pattern.
 #[rustfmt::skip]
 const LABEL_ENDS: &[&str] = &[
     "name", "surname", "patient", "employee", "contact", "customer", "client", "applicant", "holder", "cardholder",
     "signed", "by", "signature", "member", "tenant", "guest", "passenger", "traveller", "recipient", "beneficiary",
-    "payee", "attn", "attention", "to", "from", "kin",
+    "payee", "attn", "attention", "to", "from", "kin", "forename", "forenames", "names", "famille", "prénom",
+    "nombre", "completo", "apellido", "apellidos", "naam", "voornaam", "achternaam", "vorname", "nachname",
+    "familienname", "imię", "nazwisko", "cognome", "nome", "nom", "person", "caller", "nurse", "sponsor", "visitor",
+    "driver", "researcher", "witness", "author", "owner", "assignee", "reporter", "doctor", "physician", "clinician",
+    "consultant", "carer", "parent", "guardian", "spouse", "interviewer", "claimant", "policyholder", "insured",
+    "sender", "participant", "attendee", "requester", "approver", "auftraggeber", "kontoinhaber", "inhaber",
+    "empfänger", "titular", "titulaire", "destinatario", "beneficiario", "bénéficiaire", "paciente", "patientin",
+    "pacjent",
 ];
 
 /// Positions of the `:` and `=` that end a field label: every form field match holds one.
@@ -249,8 +320,20 @@ fn label_separators(t: &str) -> impl Iterator<Item = usize> + '_ {
         if j > 0 && matches!(b[j - 1], b'"' | b'\'') {
             j -= 1;
         }
+        // "Parent 2:", "Forename(s):".
+        let digits = b[..j].iter().rev().take_while(|c| c.is_ascii_digit()).count();
+        if (1..=2).contains(&digits) {
+            j -= digits;
+            while j > 0 && matches!(b[j - 1], b' ' | b'\t') {
+                j -= 1;
+            }
+        }
+        if j >= 3 && &b[j - 3..j] == b"(s)" {
+            j -= 3;
+        }
+        // Letters, accented ones included ("Imię", "Prénom").
         let mut k = j;
-        while k > 0 && b[k - 1].is_ascii_alphabetic() {
+        while k > 0 && (b[k - 1].is_ascii_alphabetic() || b[k - 1] >= 0x80) {
             k -= 1;
         }
         LABEL_ENDS.iter().any(|w| b[k..j].eq_ignore_ascii_case(w.as_bytes()))
@@ -272,6 +355,7 @@ impl Recognizer for FormField {
     fn triggers(&self) -> &[&'static str] {
         &[
             r#"(?i)\b(?:name|patient|employee|contact|customer|client|applicant|holder|cardholder|signed|signature|member|tenant|guest|passenger|traveller|recipient|beneficiary|payee|attn|attention|to|from|by|kin)["']?[ \t]*(?:\*\*|__)?[:=]"#,
+            r#"(?i)(?:forenames?|names|famille|prénom|nombre|completo|apellidos?|naam|voornaam|achternaam|vorname|nachname|familienname|imię|nazwisko|cognome|nome|nom|person|caller|nurse|sponsor|visitor|driver|researcher|witness|author|owner|assignee|reporter|doctor|physician|clinician|consultant|carer|parent|guardian|spouse|interviewer|claimant|policyholder|insured|sender|participant|attendee|requester|approver|auftraggeber|inhaber|empfänger|titular|titulaire|destinatario|beneficiario|bénéficiaire|paciente|patientin|pacjent)(?:\(s\))?(?:[ \t]*[0-9]{1,2})?["']?[ \t]*(?:\*\*|__)?[:=]"#,
         ]
     }
     fn find(&self, text: &NormalizedText<'_>, out: &mut Vec<Finding>) {
@@ -310,10 +394,20 @@ impl Recognizer for FormField {
             if words(span).last().is_some_and(Names::is_place_word) {
                 continue;
             }
-            if single && !self.names.is_given(span) && !self.names.is_surname(span) {
+            // The label without quotes, emphasis, a number or "(s)": "parent 2", "forename".
+            let label = m.as_str()[..colon]
+                .trim_end_matches(['"', '\'', ' ', '\t', '*', '_'])
+                .trim_end_matches(|c: char| c.is_ascii_digit() || c == ' ' || c == '\t')
+                .trim_end_matches("(s)")
+                .to_lowercase();
+            let name_part_label = NAME_PART_LABELS.iter().any(|w| label.ends_with(w));
+            let known = self.names.is_given(span) || self.names.is_surname(span);
+            // After a name-part label ("Surname:") a single word is a name unless it is a type or
+            // a form value.
+            let name_part = name_part_label && !VALUE_WORDS.contains(&span.to_lowercase().as_str());
+            if single && !known && !name_part {
                 continue;
             }
-            let label = m.as_str()[..colon].trim_end_matches(['"', '\'', ' ', '\t', '*', '_']).to_ascii_lowercase();
             let first = words(span).next().unwrap_or("");
             let last = words(span).last().unwrap_or("");
             if WEAK_LABELS.iter().any(|w| label.ends_with(w))
@@ -407,5 +501,256 @@ impl Recognizer for NameList {
                 }
             }
         }
+    }
+}
+
+/// Names placed by the layout of the text rather than by a label word: chat speaker labels at
+/// the start of a line (`Ana Ruiz: on my way`, `[09:14] Ana:`), inverted names in a table cell
+/// or after a label (`"Okafor, Chidi"`), airline passenger names (`OKAFOR/CHIDI MR`) and a line
+/// that is only an all-capitals name (`CHIDI OKAFOR`, as in payment messages).
+struct Layout {
+    speaker: Regex,
+    names: Arc<Names>,
+}
+
+/// Given names that are also countries, states or cities ("Paris, France", "Austin, Texas").
+#[rustfmt::skip]
+const PLACE_GIVEN: &[&str] = &[
+    "france", "jordan", "georgia", "chad", "israel", "india", "kenya", "china", "ireland", "england", "virginia",
+    "carolina", "florida", "indiana", "dakota", "austin", "houston", "dallas", "denver", "london", "paris", "sydney",
+    "victoria", "madison", "phoenix", "orlando", "lincoln", "washington", "charlotte", "savannah", "aurora",
+    "alexandria", "columbia", "holland", "brittany", "asia", "america", "africa", "italia", "germany", "spain",
+];
+
+impl Layout {
+    fn clean_words(ws: &[&str]) -> bool {
+        !ws.iter().any(|w| is_not_name(w) || is_org_word(w) || Names::is_place_word(w))
+    }
+
+    /// Chat speaker labels; accepted names are also found where they recur in the text.
+    fn speakers(&self, t: &str, out: &mut Vec<Finding>) {
+        let mut candidates: Vec<(usize, usize)> = Vec::new();
+        let mut next_line = 0;
+        for colon in positions_of(t, b':', b':') {
+            if colon < next_line {
+                continue;
+            }
+            let ls = t.as_bytes()[..colon].iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+            let le = t.as_bytes()[colon..].iter().position(|&b| b == b'\n').map_or(t.len(), |i| colon + i);
+            next_line = le + 1;
+            let mut cut = (ls + 96).min(le);
+            while !t.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            // The capture search is slower; most lines with a colon are not speaker labels.
+            if !self.speaker.is_match(&t[ls..cut]) {
+                continue;
+            }
+            if let Some(g) = self.speaker.captures(&t[ls..cut]).and_then(|c| c.get(1)) {
+                candidates.push((ls + g.start(), ls + g.end()));
+            }
+        }
+        let chat_like = candidates.len() >= 2;
+        let mut accepted: Vec<&str> = Vec::new();
+        for &(s, e) in &candidates {
+            let span = &t[s..e];
+            let ws: Vec<&str> = words(span).collect();
+            if !Self::clean_words(&ws) {
+                continue;
+            }
+            let (first, last) = (ws[0], ws[ws.len() - 1]);
+            let given = self.names.is_given(first);
+            let ok = if ws.len() == 1 {
+                chat_like && given && !Names::is_ambiguous_given(first)
+            } else {
+                (given && self.names.is_surname(last)) || (chat_like && (given || self.names.is_surname(last)))
+            };
+            if ok {
+                out.push(finding(EntityKind::Person, s, e, 0.7, &["speaker-label"]));
+                if !accepted.contains(&span) {
+                    accepted.push(span);
+                }
+            }
+        }
+        // The same name elsewhere in the conversation ("thanks Ana").
+        for name in accepted {
+            let mut from = 0;
+            while let Some(i) = t[from..].find(name) {
+                let (s, e) = (from + i, from + i + name.len());
+                from = e;
+                let glued = t[..s].chars().next_back().is_some_and(char::is_alphanumeric)
+                    || t[e..].chars().next().is_some_and(char::is_alphanumeric);
+                if !glued && !candidates.iter().any(|&(cs, _)| cs == s) {
+                    out.push(finding(EntityKind::Person, s, e, 0.6, &["speaker-label", "repeat"]));
+                }
+            }
+        }
+    }
+
+    /// `Surname, Given` where a cell or a value starts and ends.
+    fn inverted(&self, t: &str, out: &mut Vec<Finding>) {
+        let b = t.as_bytes();
+        for comma in positions_of(t, b',', b',') {
+            if b.get(comma + 1) != Some(&b' ') {
+                continue;
+            }
+            // The surname: letters (any script), `-` and `'` back to a cell start.
+            let mut s = comma;
+            while s > 0 && (b[s - 1].is_ascii_alphabetic() || b[s - 1] >= 0x80 || matches!(b[s - 1], b'-' | b'\'')) {
+                s -= 1;
+            }
+            if s == comma || !t.is_char_boundary(s) {
+                continue;
+            }
+            let lead = t[..s].trim_end_matches([' ', '\t']);
+            let cell_start = lead.is_empty()
+                || lead.ends_with(['\n', '"', '|', '\t', ';', ':', '(', '>'])
+                || t[lead.len()..s].contains('\t');
+            if !cell_start {
+                continue;
+            }
+            let surname = &t[s..comma];
+            // The given name and an optional middle name or initial.
+            let rest = &t[comma + 2..];
+            let mut e = comma + 2;
+            let mut ws: Vec<&str> = Vec::new();
+            for w in rest.split(' ').take(2) {
+                let len =
+                    w.find(|c: char| !(c.is_alphabetic() || c == '-' || c == '\'' || c == '.')).unwrap_or(w.len());
+                let word = &w[..len];
+                if !word.chars().next().is_some_and(char::is_uppercase) {
+                    break;
+                }
+                ws.push(word);
+                e = comma + 2 + (word.as_ptr() as usize - rest.as_ptr() as usize) + len;
+                if len < w.len() {
+                    break;
+                }
+            }
+            let Some(&given) = ws.first() else { continue };
+            if let Some(second) = ws.get(1) {
+                let initial = second.trim_end_matches('.').chars().count() == 1;
+                if !initial && !self.names.is_given(second) {
+                    e -= second.len() + 1;
+                }
+            }
+            let after = t[e..].chars().next();
+            let cell_end = after.is_none_or(|c| matches!(c, '\n' | '\r' | '"' | '|' | '\t' | ';' | ',' | ')' | '<'));
+            let surname_ok = self.names.is_surname(surname) && surname.chars().next().is_some_and(char::is_uppercase);
+            let given_ok = self.names.is_given(given)
+                && !Names::is_ambiguous_given(given)
+                && !with_lower(given, |g| PLACE_GIVEN.contains(&g));
+            if cell_end && surname_ok && given_ok && Self::clean_words(&[surname, given]) {
+                out.push(finding(EntityKind::Person, s, e, 0.7, &["inverted-name", "name-list"]));
+            }
+        }
+    }
+
+    /// `SURNAME/GIVEN` (airline passenger name records), with an optional title after it.
+    fn passenger(&self, t: &str, out: &mut Vec<Finding>) {
+        let b = t.as_bytes();
+        let upper_word = |w: &str| w.len() >= 2 && w.bytes().all(|c| c.is_ascii_uppercase());
+        for slash in positions_of(t, b'/', b'/') {
+            let mut s = slash;
+            while s > 0
+                && (b[s - 1].is_ascii_uppercase() || (b[s - 1] == b' ' && s >= 2 && b[s - 2].is_ascii_uppercase()))
+            {
+                s -= 1;
+            }
+            if s > 0 && (b[s - 1].is_ascii_alphanumeric() || b[s - 1] >= 0x80) {
+                continue;
+            }
+            let mut left: Vec<&str> = t[s..slash].split(' ').collect();
+            if left.len() > 3 || !left.iter().all(|w| upper_word(w)) {
+                continue;
+            }
+            // Leading words that are not surnames are labels ("PAX OKAFOR/CHIDI").
+            while left.len() > 1 && !self.names.is_surname(left[0]) {
+                s += left[0].len() + 1;
+                left.remove(0);
+            }
+            let mut e = slash + 1;
+            while e < b.len() && b[e].is_ascii_uppercase() {
+                e += 1;
+            }
+            if e < b.len() && (b[e].is_ascii_alphanumeric() || b[e] >= 0x80) {
+                continue;
+            }
+            let given = &t[slash + 1..e];
+            let given = given
+                .strip_suffix("MR")
+                .or_else(|| given.strip_suffix("MRS"))
+                .filter(|g| self.names.is_given(g))
+                .unwrap_or(given);
+            let e = slash + 1 + given.len();
+            if upper_word(given) && self.names.is_given(given) && left.iter().any(|w| self.names.is_surname(w)) {
+                out.push(finding(EntityKind::Person, s, e, 0.75, &["passenger-name", "name-list"]));
+            }
+        }
+    }
+
+    /// A line that is only a given name and a surname in capitals.
+    fn capital_lines(&self, text: &NormalizedText<'_>, out: &mut Vec<Finding>) {
+        let t = text.as_str();
+        for r in &text.runs().upper {
+            if r.digits > 0 || r.upper < 5 {
+                continue;
+            }
+            let run = &t[r.start..r.end];
+            let s = r.start + (run.len() - run.trim_start().len());
+            let e = r.start + run.trim_end().len();
+            let line_start = t[..s].trim_end_matches([' ', '\t']).bytes().last().is_none_or(|c| c == b'\n');
+            let line_end = t[e..].trim_start_matches([' ', '\t', '\r']).bytes().next().is_none_or(|c| c == b'\n');
+            if !line_start || !line_end || s >= e {
+                continue;
+            }
+            let ws: Vec<&str> = t[s..e].split(' ').collect();
+            if !(2..=3).contains(&ws.len())
+                || !ws.iter().all(|w| w.len() >= 2 && w.bytes().all(|c| c.is_ascii_uppercase()))
+            {
+                continue;
+            }
+            let (first, last) = (ws[0], ws[ws.len() - 1]);
+            if self.names.is_given(first)
+                && !Names::is_ambiguous_given(first)
+                && self.names.is_surname(last)
+                && Self::clean_words(&ws)
+            {
+                out.push(finding(EntityKind::Person, s, e, 0.65, &["capitals-line", "name-list"]));
+            }
+        }
+    }
+}
+
+/// Calls `f` with `word` lower-cased.
+fn with_lower(word: &str, f: impl FnOnce(&str) -> bool) -> bool {
+    f(&word.to_lowercase())
+}
+
+impl Recognizer for Layout {
+    fn name(&self) -> &'static str {
+        "person-layout"
+    }
+    fn kinds(&self) -> &[EntityKind] {
+        &[EntityKind::Person]
+    }
+    fn triggers(&self) -> &[&'static str] {
+        &[
+            r"(?m)^(?:\*\*)?[A-Z][A-Za-z'\-]+(?:[ ][A-Z][A-Za-z'\-]*){0,2}(?:\*\*)?:[ \t]",
+            r"(?m)^[ \t]*\[[0-9/.,: \-]*[0-9]:[0-9]",
+            r"(?m)^[0-9]{1,4}[/.\-][0-9]{1,2}[/.\-][0-9]{2,4},?[ \t]+[0-9]{1,2}:[0-9]{2}",
+            r"(?m)^[0-9]{1,2}:[0-9]{2}",
+            r"(?m)^[A-Z][A-Za-z'\-]+(?:[ ][A-Z][A-Za-z'\-]*){0,2},?[ \t]+\[?[0-9]{1,2}:[0-9]{2}",
+            r"[A-Z][A-Za-z'\-]+,[ ][A-Z][a-z]",
+            r"[A-Z]{2}/[A-Z]{2}",
+            r"(?m)^[ \t]*[A-Z]{2,}[ ][A-Z]{2,}(?:[ ][A-Z]{2,})?[ \t]*\r?$",
+        ]
+    }
+    fn find(&self, text: &NormalizedText<'_>, out: &mut Vec<Finding>) {
+        let t = text.as_str();
+        self.speakers(t, out);
+        self.inverted(t, out);
+        self.passenger(t, out);
+        self.capital_lines(text, out);
     }
 }

@@ -77,6 +77,20 @@ pub(super) fn add(all: &mut Vec<Box<dyn Recognizer>>) -> Result<(), DetectError>
             }
         },
     }));
+    all.push(Box::new(Prefixed {
+        name: "sendgrid-key",
+        kind: EntityKind::GenericSecret,
+        re: compile("sendgrid-key", r"\bSG\.[A-Za-z0-9_\-]{16,32}\.[A-Za-z0-9_\-]{24,64}")?,
+        triggers: &[r"SG\.[A-Za-z0-9_\-]{16,32}\."],
+        rate: |_| (0.9, "sendgrid-prefix"),
+    }));
+    all.push(Box::new(Prefixed {
+        name: "stripe-webhook-secret",
+        kind: EntityKind::GenericSecret,
+        re: compile("stripe-webhook-secret", r"\bwhsec_[A-Za-z0-9]{24,64}\b")?,
+        triggers: &["whsec_"],
+        rate: |_| (0.9, "whsec-prefix"),
+    }));
     all.push(Box::new(AwsSecretKey {
         key: compile(
             "aws-secret-key",
@@ -104,13 +118,26 @@ pub(super) fn add(all: &mut Vec<Box<dyn Recognizer>>) -> Result<(), DetectError>
             "password",
             r"(?i)\b(?:password|passcode|passphrase|pin)[ \t]+(?:is[ \t]+now|is|was|issued|(?:re)?set[ \t]+to|changed[ \t]+to)\b[ \t]*:?[ \t]*",
         )?,
-        // The user may be empty (`redis://:secret@host`).
-        url: compile("password", r"\b[A-Za-z][A-Za-z0-9+.\-]{1,20}://(?u:[^\s:/@?#]){0,64}:(?u:[^\s@/?#]){1,128}@")?,
+        // The user may be empty (`redis://:secret@host`); a password may hold `#`.
+        url: compile("password", r"\b[A-Za-z][A-Za-z0-9+.\-]{1,20}://(?u:[^\s:/@?#]){0,64}:(?u:[^\s@/?]){1,128}@")?,
+        // One pass for the rarer forms, told apart by their text: `.netrc` (`machine host login
+        // me password VALUE`); a command line (`mysql -u root -p'…'`, `docker login -p …`,
+        // `sshpass -p …`); a call (PHP `define('DB_PASSWORD', '…')`, Python `auth=("user",
+        // "…")`); and prose ("reset it to X", "changed the password to X").
+        extra: compile(
+            "password",
+            r#"(?m)(?:^|[ \t])password[ \t]+|\b(?:mysql|mysqldump|mysqladmin|mariadb|docker|podman|psql|pg_dump|mongo|mongosh|mongodump|redis-cli|sshpass|htpasswd|smbclient|ldapsearch)\b(?u:[^\n])*?[ \t]-p[ \t]?|(?i:\bdefine\([ \t]*['"][A-Z0-9_]*(?:PASSWORD|PASSWD|PASS|PWD)['"][ \t]*,[ \t]*|\b(?:auth|HTTPBasicAuth|HTTPDigestAuth|BasicAuth)[ \t]*(?:=[ \t]*)?\([ \t]*['"](?u:[^'"\n]){1,64}['"][ \t]*,[ \t]*)|(?i:\b(?:reset|changed|set|updated)[ \t]+(?:it|(?:the|my|your|his|her|their)[ \t]+password)(?:[ \t]+[a-z]+){0,2}?[ \t]+to[ \t]+)"#,
+        )?,
     }));
     all.push(Box::new(GenericSecret {
         // Every key name holds one of these.
         cue: compile("generic-secret", "(?i)token|secret|key|auth|credential")?,
         assign: compile("generic-secret", SECRET_KEY)?,
+        define_cue: compile("generic-secret", r"define\(")?,
+        define: compile(
+            "generic-secret",
+            r#"\bdefine\([ \t]*['"][A-Z0-9_]*(?:_KEY|_SALT|_SECRET|_TOKEN)['"][ \t]*,[ \t]*"#,
+        )?,
         auth: compile(
             "generic-secret",
             r#"(?i)(?:\bauthorization["']?[ \t]*[:=][ \t]*["']?(?:bearer|basic|token|bot)[ \t]+|\bbearer[ \t]+)"#,
@@ -418,7 +445,12 @@ struct Password {
     flag: Regex,
     prose: Regex,
     url: Regex,
+    extra: Regex,
 }
+
+/// Upper-case words that stand in for credentials in URL templates
+/// (`postgres://USER:PASSWORD@host`).
+const URL_PLACEHOLDERS: &[&str] = &["PASSWORD", "PASS", "PASSWD", "PWD", "SECRET", "CHANGEME", "YOURPASSWORD"];
 
 impl Password {
     fn push_value(t: &str, v: Value, prose: bool, out: &mut Vec<Finding>) {
@@ -463,6 +495,10 @@ impl Recognizer for Password {
             r"(?i)--[a-z0-9\-]*pass",
             r"(?i)\b(?:password|passcode|passphrase|pin)[ \t]+(?:is|was|issued|set|reset|changed)\b",
             r"://(?u:[^\s/@])*:(?u:[^\s/@])+@",
+            r"(?m)(?:^|[ \t])password[ \t]+[!-~]",
+            r"\b(?:mysql|mysqldump|mysqladmin|mariadb|docker|podman|psql|pg_dump|mongo|mongosh|mongodump|redis-cli|sshpass|htpasswd|smbclient|ldapsearch)\b",
+            r#"(?i)\bdefine\([ \t]*['"][A-Z0-9_]*(?:PASS|PWD)|\b(?:auth|HTTPBasicAuth|HTTPDigestAuth|BasicAuth)[ \t]*(?:=[ \t]*)?\("#,
+            r"(?i)\b(?:reset|changed|set|updated)[ \t]+(?:it|(?:the|my|your|his|her|their)[ \t]+password)\b",
         ]
     }
     fn find(&self, text: &NormalizedText<'_>, out: &mut Vec<Finding>) {
@@ -482,6 +518,33 @@ impl Recognizer for Password {
                 Self::push_value(t, v, true, out);
             }
         }
+        for k in self.extra.find_iter(t) {
+            let ks = k.as_str().trim_start();
+            let lower = ks.to_ascii_lowercase();
+            let Some(v) = read_value(t, k.end()) else { continue };
+            let value = &t[v.start..v.end];
+            if ks.starts_with("password") {
+                // Only in a `.netrc` (a `machine` entry on this line or a few lines above).
+                if before(t, k.start(), 200).contains("machine ") {
+                    Self::push_value(t, v, false, out);
+                }
+            } else if lower.starts_with("define") || ks.ends_with(", ") || ks.ends_with(',') {
+                if v.quoted {
+                    Self::push_value(t, v, false, out);
+                }
+            } else if ks.contains(" -p") || ks.contains("\t-p") {
+                // `-p 5432` is a port; `-p` with a flag after it asks for the password.
+                if !value.starts_with('-') && !value.bytes().all(|b| b.is_ascii_digit() || b == b':') {
+                    Self::push_value(t, v, false, out);
+                }
+            } else {
+                let named =
+                    lower.contains("password") || before(t, k.start(), 120).to_ascii_lowercase().contains("password");
+                if named {
+                    Self::push_value(t, v, true, out);
+                }
+            }
+        }
         for m in self.url.find_iter(t) {
             // scheme://user:PASSWORD@ — the password is between the last ':' and the '@'.
             let s = m.as_str();
@@ -489,7 +552,7 @@ impl Recognizer for Password {
             let Some(colon) = s[scheme_end + 3..].find(':').map(|i| scheme_end + 3 + i) else { continue };
             let (start, end) = (m.start() + colon + 1, m.end() - 1);
             let pass = &t[start..end];
-            if !pass.is_empty() && !is_placeholder(pass) {
+            if !pass.is_empty() && !is_placeholder(pass) && !URL_PLACEHOLDERS.contains(&pass) {
                 out.push(finding(EntityKind::Password, start, end, 0.9, &["url-userinfo"]));
             }
         }
@@ -499,6 +562,8 @@ impl Recognizer for Password {
 struct GenericSecret {
     cue: Regex,
     assign: Regex,
+    define: Regex,
+    define_cue: Regex,
     auth: Regex,
 }
 
@@ -547,12 +612,22 @@ impl Recognizer for GenericSecret {
         &[EntityKind::GenericSecret]
     }
     fn triggers(&self) -> &[&'static str] {
-        &[r#"(?i)(?:token|secret|key|auth|credentials?)["']?[ \t]*(?::|=)"#, r"(?i)\b(?:bearer[ \t]|authorization)"]
+        &[
+            r#"(?i)(?:token|secret|key|auth|credentials?)["']?[ \t]*(?::|=)"#,
+            r"(?i)\b(?:bearer[ \t]|authorization)",
+            r"\bdefine\([ \t]*['\x22][A-Z0-9_]*(?:_KEY|_SALT|_SECRET|_TOKEN)['\x22]",
+        ]
     }
     fn find(&self, text: &NormalizedText<'_>, out: &mut Vec<Finding>) {
         let t = text.as_str();
         for k in find_in_cued_lines(&self.assign, &self.cue, t) {
             if let Some(v) = read_value(t, k.end()) {
+                Self::push_value(t, v, 16, 3.5, out);
+            }
+        }
+        // PHP constants (WordPress keys and salts): a quoted value of any characters.
+        for k in find_in_cued_lines(&self.define, &self.define_cue, t) {
+            if let Some(v) = read_value(t, k.end()).filter(|v| v.quoted) {
                 Self::push_value(t, v, 16, 3.5, out);
             }
         }

@@ -84,6 +84,17 @@ fn main() {
     // A panic message can carry fragments of the data being processed (a parser of untrusted
     // bytes that panicked inside a dependency, say). Report where, never what.
     std::panic::set_hook(Box::new(|info| {
+        // `println!` into a closed pipe (`perimeter … | head`) panics: end quietly, as a command
+        // killed by SIGPIPE would, without printing anything.
+        let payload = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if payload.starts_with("failed printing to stdout") && payload.contains("Broken pipe") {
+            std::process::exit(141);
+        }
         let at =
             info.location().map(|l| format!("{}:{}", l.file(), l.line())).unwrap_or_else(|| "unknown location".into());
         eprintln!("panic at {at} (details withheld: they may contain document text)");
@@ -99,6 +110,14 @@ fn main() {
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
     let code = match run(cli) {
         Ok(code) => code,
+        // A closed pipe on stdout (`perimeter … | head`) is the reader's choice, not an error.
+        Err(e)
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            141
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             1

@@ -191,3 +191,26 @@ fn explain_refuses_a_bad_request_file_without_quoting_it() {
     assert_eq!(code, 1);
     assert!(err.contains("\"nope\", which is not a configured backend"), "{err}");
 }
+
+#[test]
+fn a_reader_that_stops_early_ends_the_command_quietly() {
+    use std::io::Read;
+    use std::process::Stdio;
+    // Enough findings that the output cannot fit in the pipe's buffer.
+    let corpus = std::fs::read_to_string(repo_root().join("tests/data/detect/corpus.jsonl")).unwrap().repeat(8);
+    let dir = tempfile::tempdir().unwrap();
+    let input = write(&dir, "big.txt", &corpus);
+    let mut child = perimeter()
+        .args(["detect", "--json"])
+        .arg(&input)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 64];
+    child.stdout.as_mut().unwrap().read_exact(&mut first).unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(141), "like a command ended by SIGPIPE");
+    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -527,11 +527,7 @@ impl StreamState {
 /// A string that is safe to repeat: short, and made only of identifier characters, so it cannot
 /// carry prompt text.
 fn identifier(value: &serde_json::Value) -> Option<String> {
-    let text = value.as_str()?;
-    let ok = !text.is_empty()
-        && text.len() <= 64
-        && text.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
-    ok.then(|| text.to_string())
+    value.as_str().and_then(crate::failure::safe_identifier)
 }
 
 #[cfg(test)]

@@ -395,7 +395,7 @@ fn validate_base_url(raw: &str) -> Result<String, BuildError> {
     Ok(raw.trim_end_matches('/').to_string())
 }
 
-fn is_loopback(url: &str) -> bool {
+pub(crate) fn is_loopback(url: &str) -> bool {
     match Url::parse(url).ok().and_then(|u| u.host_str().map(str::to_owned)) {
         Some(host) => {
             host == "localhost"

@@ -116,18 +116,22 @@ pub(crate) fn detail_suffix(detail: &ErrorDetail) -> String {
     out
 }
 
-/// A string or number that is safe to repeat: short, and made only of identifier characters, so
-/// it cannot carry prompt text.
-fn identifier(value: &serde_json::Value) -> Option<String> {
-    let text = match value {
-        serde_json::Value::String(s) => s.clone(),
-        serde_json::Value::Number(n) => n.to_string(),
-        _ => return None,
-    };
+/// A string that is safe to repeat in an error: short, and made only of identifier characters,
+/// so it cannot carry prompt text. Every adapter passes provider error types through this.
+pub(crate) fn safe_identifier(text: &str) -> Option<String> {
     let ok = !text.is_empty()
         && text.len() <= 64
         && text.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
-    ok.then_some(text)
+    ok.then(|| text.to_string())
+}
+
+/// A JSON string or number that is safe to repeat (see [`safe_identifier`]).
+fn identifier(value: &serde_json::Value) -> Option<String> {
+    match value {
+        serde_json::Value::String(s) => safe_identifier(s),
+        serde_json::Value::Number(n) => safe_identifier(&n.to_string()),
+        _ => None,
+    }
 }
 
 /// Phrases a transport error without the URL (it could carry a query string) or anything the
@@ -215,7 +219,7 @@ fn tls_message(error: &rustls::Error) -> String {
 }
 
 /// The kind of the innermost I/O error, e.g. "connection refused".
-fn io_cause(error: &reqwest::Error) -> Option<std::io::ErrorKind> {
+pub(crate) fn io_cause(error: &reqwest::Error) -> Option<std::io::ErrorKind> {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
     let mut kind = None;
     while let Some(current) = source {

@@ -8,7 +8,6 @@
 
 use std::time::{Duration, SystemTime};
 
-use futures::StreamExt;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use perimeter_types::{BackendError, EmbedError};
 use reqwest::header::{HeaderName, HeaderValue};
@@ -96,7 +95,7 @@ impl Client {
             (Some(host), None) => host.to_string(),
             (None, _) => return Err(BuildError::BaseUrl("has no host")),
         };
-        if parsed.scheme() == "http" && !is_loopback(&parsed) {
+        if parsed.scheme() == "http" && !crate::endpoint::is_loopback(parsed.as_str()) {
             tracing::warn!(
                 "endpoint_url uses plain http to a non-loopback host; prompts and any session token cross the network unencrypted"
             );
@@ -208,7 +207,7 @@ impl Client {
 
     /// Phrases a transport error without the URL or anything the server sent.
     pub(crate) fn transport_failure(&self, error: &reqwest::Error) -> Failure {
-        let cause = io_cause(error).map(|kind| format!(" ({kind})")).unwrap_or_default();
+        let cause = crate::failure::io_cause(error).map(|kind| format!(" ({kind})")).unwrap_or_default();
         let message = if error.is_connect() {
             if error.is_timeout() {
                 format!("could not connect to the provider within the connect timeout of {:?}", self.connect_timeout)
@@ -226,25 +225,7 @@ impl Client {
     }
 }
 
-/// Why `read_capped` returned no body.
-pub(crate) enum ReadError {
-    TooLong,
-    Transport(reqwest::Error),
-}
-
-/// Reads a whole body, refusing one longer than `limit` bytes.
-pub(crate) async fn read_capped(response: reqwest::Response, limit: usize) -> Result<Vec<u8>, ReadError> {
-    let mut body = Vec::new();
-    let mut stream = response.bytes_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(ReadError::Transport)?;
-        if body.len() + chunk.len() > limit {
-            return Err(ReadError::TooLong);
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
-}
+pub(crate) use crate::endpoint::{read_capped, ReadError};
 
 /// Maps a non-success response to a failure. `error_type` is the `x-amzn-errortype` header;
 /// `body` is the start of the response body. Only the error type is repeated, never a message.
@@ -272,11 +253,7 @@ pub(crate) fn from_status(status: u16, error_type: Option<&str>, body: &[u8]) ->
 /// `com.amazon.coral#ThrottlingException`, if it looks like an identifier.
 fn clean_type(raw: &str) -> Option<String> {
     let name = raw.split(':').next().unwrap_or(raw);
-    let name = name.rsplit('#').next().unwrap_or(name).trim();
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
-    ok.then(|| name.to_string())
+    crate::failure::safe_identifier(name.rsplit('#').next().unwrap_or(name).trim())
 }
 
 /// The error type from a JSON error body's `__type` or `code`.
@@ -310,26 +287,6 @@ fn validate_endpoint_url(raw: &str) -> Result<String, BuildError> {
         return Err(BuildError::BaseUrl("(endpoint_url) has no host"));
     }
     Ok(raw.trim_end_matches('/').to_string())
-}
-
-fn is_loopback(url: &Url) -> bool {
-    url.host_str().is_some_and(|host| {
-        host == "localhost"
-            || host.trim_matches(|c| c == '[' || c == ']').parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
-    })
-}
-
-/// The kind of the innermost I/O error, e.g. "connection refused".
-fn io_cause(error: &reqwest::Error) -> Option<std::io::ErrorKind> {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    let mut kind = None;
-    while let Some(current) = source {
-        if let Some(io) = current.downcast_ref::<std::io::Error>() {
-            kind = Some(io.kind());
-        }
-        source = current.source();
-    }
-    kind
 }
 
 #[cfg(test)]

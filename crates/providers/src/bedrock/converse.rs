@@ -355,13 +355,7 @@ fn parse<'a, T: Deserialize<'a>>(payload: &'a [u8], event: &'static str) -> Resu
 
 /// A header value that is safe to repeat in an error: short and made of identifier characters.
 fn identifier(value: Option<&str>) -> Option<String> {
-    value
-        .filter(|v| {
-            !v.is_empty()
-                && v.len() <= 64
-                && v.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
-        })
-        .map(str::to_owned)
+    value.and_then(crate::failure::safe_identifier)
 }
 
 #[cfg(test)]

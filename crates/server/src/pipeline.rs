@@ -88,14 +88,9 @@ pub struct Completed {
     pub backend_seconds: f64,
 }
 
-fn kinds_in(state: &AppState, texts: impl Iterator<Item = impl AsRef<str>>) -> BTreeMap<EntityKind, u32> {
-    let mut counts: BTreeMap<EntityKind, u32> = BTreeMap::new();
-    for t in texts {
-        for (kind, n) in perimeter_detect::kind_counts(&state.detector.detect(t.as_ref())) {
-            *counts.entry(kind).or_insert(0) += n as u32;
-        }
-    }
-    counts
+/// Kinds and counts of the sensitive data in one text.
+pub(crate) fn kinds_in(state: &AppState, text: &str) -> BTreeMap<EntityKind, u32> {
+    perimeter_detect::kind_counts(&state.detector.detect(text)).into_iter().map(|(k, n)| (k, n as u32)).collect()
 }
 
 /// Retrieval, classification, the decision and the prompt. A denied request comes back as
@@ -103,7 +98,15 @@ fn kinds_in(state: &AppState, texts: impl Iterator<Item = impl AsRef<str>>) -> B
 pub async fn prepare(state: &AppState, input: ChatInput) -> Result<Prepared, ApiError> {
     // Everything the caller sent goes to the backend, so everything is scanned. Only kinds and
     // counts leave this function, never the values.
-    let query_entities = kinds_in(state, input.messages.iter().map(|m| &m.content));
+    // Each message is scanned once; the query sent for embedding is one of them.
+    let per_message: Vec<BTreeMap<EntityKind, u32>> =
+        input.messages.iter().map(|m| kinds_in(state, &m.content)).collect();
+    let mut query_entities: BTreeMap<EntityKind, u32> = BTreeMap::new();
+    for counts in &per_message {
+        for (kind, n) in counts {
+            *query_entities.entry(*kind).or_insert(0) += n;
+        }
+    }
     let policy = &state.config.policy;
     let budgets = perimeter_policy::Budgets::default();
     let mut notes = Vec::new();
@@ -118,7 +121,8 @@ pub async fn prepare(state: &AppState, input: ChatInput) -> Result<Prepared, Api
         // The query is text too: it may only go to the embedding backend if the policy allows
         // it. If not, the search runs on BM25 alone and the query never leaves.
         let embedding_name = state.config.embedding_backend.as_str();
-        let query_kinds = kinds_in(state, std::iter::once(&query));
+        let last_user = input.messages.iter().rposition(|m| m.role == perimeter_types::Role::User);
+        let query_kinds = last_user.map(|i| per_message[i].clone()).unwrap_or_default();
         let embed_plan = plan(
             &PlanRequest {
                 tenant: DEFAULT_TENANT,
@@ -198,7 +202,9 @@ pub async fn prepare(state: &AppState, input: ChatInput) -> Result<Prepared, Api
     })
 }
 
-fn redact_text(state: &AppState, text: &str) -> Result<String, ApiError> {
+/// The text with every detected value replaced by a typed placeholder (the mapping is dropped:
+/// used where nothing comes back to restore, such as embeddings).
+pub(crate) fn redact_text(state: &AppState, text: &str) -> Result<String, ApiError> {
     let spans: Vec<perimeter_redact::Span> =
         state.detector.detect(text).iter().map(|f| perimeter_redact::Span::new(f.kind, f.start, f.end)).collect();
     Ok(perimeter_redact::redact(text, &spans, &perimeter_redact::Tokens::Sequential).map_err(ApiError::internal)?.text)

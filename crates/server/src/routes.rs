@@ -473,8 +473,8 @@ pub async fn embeddings(
     // The texts go to the embedding backend only if the policy allows it.
     let mut kinds: std::collections::BTreeMap<perimeter_types::EntityKind, u32> = Default::default();
     for t in &texts {
-        for (k, n) in perimeter_detect::kind_counts(&state.detector.detect(t)) {
-            *kinds.entry(k).or_insert(0) += n as u32;
+        for (k, n) in crate::pipeline::kinds_in(&state, t) {
+            *kinds.entry(k).or_insert(0) += n;
         }
     }
     let plan = perimeter_core::plan(
@@ -512,19 +512,7 @@ pub async fn embeddings(
     };
     perimeter_headers.push(("x-perimeter-backend", header_value(&target.name)));
     let texts = if target.redact {
-        texts
-            .iter()
-            .map(|t| {
-                let spans: Vec<perimeter_redact::Span> = state
-                    .detector
-                    .detect(t)
-                    .iter()
-                    .map(|f| perimeter_redact::Span::new(f.kind, f.start, f.end))
-                    .collect();
-                perimeter_redact::redact(t, &spans, &perimeter_redact::Tokens::Sequential).map(|r| r.text)
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(ApiError::internal)?
+        texts.iter().map(|t| crate::pipeline::redact_text(&state, t)).collect::<Result<Vec<_>, _>>()?
     } else {
         texts
     };

@@ -78,7 +78,7 @@ pub enum BenchCommand {
 
 pub fn run(config: &Config, data_dir: &std::path::Path, cmd: BenchCommand) -> Result<i32> {
     match cmd {
-        BenchCommand::Gateway(args) => crate::bench_gateway::run(config, data_dir, args),
+        BenchCommand::Gateway(args) => crate::bench_gateway::run(config, args),
         BenchCommand::Rag { question, runs } => rag(config, data_dir, &question, runs),
         BenchCommand::Detect { dense, prose, runs } => detect(&dense, &prose, runs),
         BenchCommand::Embed { sentences, runs, words, dump } => embed(config, sentences, runs, words, dump),

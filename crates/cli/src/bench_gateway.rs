@@ -11,7 +11,6 @@
 //! behind the schedule is reported so a generator that could not keep up is visible.
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -218,7 +217,7 @@ fn ms(s: f64) -> String {
     format!("{:.3}", s * 1000.0)
 }
 
-pub fn run(config: &Config, data_dir: &Path, args: GatewayArgs) -> Result<i32> {
+pub fn run(config: &Config, args: GatewayArgs) -> Result<i32> {
     if args.rate == 0 || args.seconds == 0 || args.rounds == 0 || args.concurrency == 0 {
         bail!("--rate, --seconds, --rounds and --concurrency must be positive");
     }
@@ -245,7 +244,7 @@ pub fn run(config: &Config, data_dir: &Path, args: GatewayArgs) -> Result<i32> {
     let mut bench_config = Config::parse(&text, "<bench gateway>")?;
     bench_config.models = config.models.clone();
     bench_config.runtime = config.runtime.clone();
-    let dir = tempfile_dir(data_dir)?;
+    let dir = tempfile_dir()?;
     let state = perimeter_server::AppState::load(bench_config, &dir)?;
     let perimeter = spawn_server(perimeter_server::app(state), 2)?;
 
@@ -348,11 +347,10 @@ pub fn run(config: &Config, data_dir: &Path, args: GatewayArgs) -> Result<i32> {
     Ok(0)
 }
 
-/// An empty data directory for the benchmark's store, next to the real one.
-fn tempfile_dir(data_dir: &Path) -> Result<std::path::PathBuf> {
+/// An empty data directory for the benchmark's store (the real one is never touched).
+fn tempfile_dir() -> Result<std::path::PathBuf> {
     let dir = std::env::temp_dir().join(format!("perimeter-bench-gateway-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).with_context(|| format!("could not create {}", dir.display()))?;
-    let _ = data_dir;
     Ok(dir)
 }

@@ -16,6 +16,7 @@ run: setup models build
 test: setup models
 	$(CARGO) test --release --locked --workspace
 	scripts/test-openai-client.sh "$(BIN)"
+	scripts/test-api-fuzz.sh "$(BIN)"
 
 setup:
 	scripts/setup.sh

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Result};
 use clap::Args;
+use perimeter_auth::{Principal, Role as KeyRole};
 use perimeter_config::Config;
 use perimeter_server::pipeline::{execute, prepare, ChatInput, Event};
 use perimeter_server::{perimeter_info, AppState};
@@ -37,6 +38,32 @@ pub struct AskArgs {
     /// Pseudonymise the prompt before the model sees it, and restore the answer.
     #[arg(long)]
     redact: bool,
+    /// Ask as this tenant (declared in the configuration; default `default`): its policy
+    /// applies and only its documents are searched.
+    #[arg(long)]
+    tenant: Option<String>,
+    /// Ask as a user of these access groups, comma-separated: only the tenant's documents open
+    /// to all or sharing one of them are searched. Without it, all of the tenant's documents.
+    #[arg(long, value_delimiter = ',')]
+    groups: Option<Vec<String>>,
+}
+
+/// The principal `ask` acts as: the operator, as an admin of the tenant (every document of it),
+/// or as a user of `groups` when given.
+fn principal(config: &Config, tenant: Option<String>, groups: Option<Vec<String>>) -> Result<Principal> {
+    let tenant = tenant.map(|t| t.trim().to_string()).unwrap_or_else(|| perimeter_types::DEFAULT_TENANT.to_string());
+    if !config.policy.has_tenant(&tenant) {
+        bail!("--tenant {tenant:?} is not declared in the configuration ([[tenant]])");
+    }
+    Ok(match groups {
+        None => Principal { tenant, ..Principal::anonymous() },
+        Some(g) => Principal {
+            key_id: None,
+            tenant,
+            role: KeyRole::User,
+            groups: perimeter_auth::normalise_groups(&g).map_err(|e| anyhow::anyhow!("--groups: {e}"))?,
+        },
+    })
 }
 
 pub fn run(config: Config, data_dir: &Path, args: AskArgs) -> Result<i32> {
@@ -52,6 +79,7 @@ pub fn run(config: Config, data_dir: &Path, args: AskArgs) -> Result<i32> {
     if max_tokens == 0 || max_tokens > config.generation.max_tokens_limit {
         bail!("--max-tokens must be between 1 and {}", config.generation.max_tokens_limit);
     }
+    let principal = principal(&config, args.tenant, args.groups)?;
     let rt = crate::runtime()?;
     let state = AppState::load(config, data_dir)?;
     let input = ChatInput {
@@ -63,6 +91,7 @@ pub fn run(config: Config, data_dir: &Path, args: AskArgs) -> Result<i32> {
         requested_level: args.level,
         requested_model: None,
         redact: args.redact,
+        principal,
     };
     let prepared = rt.block_on(prepare(&state, input)).map_err(|e| anyhow::anyhow!("{e}"))?;
     if prepared.is_denied() {

@@ -292,6 +292,7 @@ fn rag(config: &Config, data_dir: &std::path::Path, question: &str, runs: usize)
             requested_level: None,
             requested_model: None,
             redact: false,
+            principal: perimeter_auth::Principal::anonymous(),
         };
         let prepared =
             rt.block_on(perimeter_server::pipeline::prepare(&state, input)).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -455,6 +456,7 @@ fn retrieval(chunks: usize, queries: usize, dir: Option<PathBuf>) -> Result<i32>
                     page_end: None,
                     token_count: 70,
                     entities: Default::default(),
+                    injection: Default::default(),
                     embedding: unit_vector(&mut rng, DIMS),
                 })
                 .collect();
@@ -473,6 +475,7 @@ fn retrieval(chunks: usize, queries: usize, dir: Option<PathBuf>) -> Result<i32>
                 bytes: 0,
                 pages: None,
                 chunk_count: n as u32,
+                flagged_chunks: Some(0),
                 ingested_at: "1970-01-01T00:00:00Z".into(),
                 pipeline_version: "bench".into(),
             };

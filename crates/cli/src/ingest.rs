@@ -122,6 +122,9 @@ pub fn run(config: &Config, data_dir: &Path, args: IngestArgs) -> Result<i32> {
             match outcome {
                 FileOutcome::Skipped { reason } => eprintln!("skipped: {source}: {reason}"),
                 FileOutcome::Failed { error } => eprintln!("failed:  {source}: {error}"),
+                FileOutcome::Ingested { flagged_chunks, .. } if *flagged_chunks > 0 => {
+                    eprintln!("flagged: {source}: {flagged_chunks} chunk(s) with instruction-like content ([guard] injection applies at retrieval)")
+                }
                 FileOutcome::Refused { reasons } => {
                     eprintln!(
                         "refused: {source}: the policy does not allow it to be embedded by {}",
@@ -147,6 +150,9 @@ pub fn run(config: &Config, data_dir: &Path, args: IngestArgs) -> Result<i32> {
             report.refused,
             report.failed
         );
+        if report.flagged_chunks > 0 {
+            eprintln!("{} chunk(s) with instruction-like content were flagged", report.flagged_chunks);
+        }
         let (docs, chunks) = index.store().counts()?;
         eprintln!("store {}: {docs} documents, {chunks} chunks", data_dir.display());
     }

@@ -2,16 +2,21 @@
 //! is a call into the library crates; `ask` runs the same pipeline as the HTTP API.
 
 mod ask;
+mod audit;
 mod bench;
 mod bench_gateway;
 mod canary;
+mod costs;
 mod eval;
 mod eval_detect;
 mod ingest;
+mod init;
+mod keys;
 mod model;
 mod model_scan;
 mod policy;
 mod scan;
+mod tco;
 
 use std::path::PathBuf;
 
@@ -42,12 +47,24 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Create the data directory and the audit log's keys (idempotent); prints the public key.
+    Init(init::InitArgs),
+    /// The tamper-evident audit log: verify, export, print the public key.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
     /// Serve the OpenAI-compatible HTTP API.
     Serve {
         /// Address to listen on (overrides `server.listen`; default 127.0.0.1:8080).
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
+        /// Start a new, linked audit segment when the audit log does not verify (the break stays
+        /// on record; `perimeter audit verify` keeps reporting it). Without it, such a server
+        /// refuses to start.
+        #[arg(long)]
+        new_audit_segment: bool,
     },
+    /// Spend by day, backend, tenant or level, from the audit log's completion records.
+    Costs(costs::CostsArgs),
     /// Ingest files and folders (.txt .md .html .pdf .docx .csv .json).
     Ingest(ingest::IngestArgs),
     /// Ask a question over the ingested documents; the answer streams to the terminal.
@@ -69,9 +86,15 @@ enum Command {
     /// Sign a model directory, verify it against its signature, make signing keys.
     #[command(subcommand)]
     Model(model::ModelCommand),
+    /// API keys: create (shown once), list, revoke.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
     /// The access policy: check a configuration, explain a decision.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// Total cost of ownership: API against self-hosted by volume, break-even, sensitivity
+    /// (`--config` names the TCO plan; without it, the built-in example).
+    Tco(tco::TcoArgs),
 }
 
 #[derive(Subcommand)]
@@ -146,16 +169,31 @@ fn run(cli: Cli) -> Result<i32> {
     if let Command::Policy(cmd) = cli.command {
         return policy::run(cli.config.as_deref(), cmd);
     }
+    // `--config` is the TCO plan here, not a server configuration.
+    if let Command::Tco(args) = cli.command {
+        return tco::run(cli.config.as_deref(), args);
+    }
+    // Audit commands need no configuration: a broken config must not stop an audit.
+    match cli.command {
+        Command::Init(args) => return init::run(&cli.data_dir, args),
+        Command::Audit(cmd) => return audit::run(&cli.data_dir, cmd),
+        _ => {}
+    }
     let config = load_config(&cli)?;
     match cli.command {
-        Command::Serve { listen } => {
+        Command::Costs(args) => costs::run(&cli.data_dir, args),
+        Command::Serve { listen, new_audit_segment } => {
             let listen = listen.unwrap_or(config.server.listen);
             let rt = runtime()?;
-            let state = perimeter_server::AppState::load(config, &cli.data_dir)?;
+            let state = perimeter_server::AppState::load_with(config, &cli.data_dir, new_audit_segment)?;
             let (docs, chunks) = state.index.store().counts()?;
             tracing::info!(data_dir = %cli.data_dir.display(), documents = docs, chunks, "store opened");
-            if listen.ip().is_loopback() {
-                tracing::info!("no API keys exist yet, so Perimeter listens on loopback only; bind another address with --listen at your own risk");
+            if perimeter_auth::KeyStore::at(&cli.data_dir).any()? {
+                tracing::info!("API keys exist: every route but /healthz, /readyz and /openapi.json needs one");
+            } else if listen.ip().is_loopback() {
+                tracing::info!("no API keys exist yet, so the API is open; Perimeter listens on loopback only; create a key with `perimeter keys create` before binding another address with --listen");
+            } else {
+                tracing::warn!("no API keys exist: the API is open to anyone who can reach this address; create one with `perimeter keys create`");
             }
             rt.block_on(perimeter_server::serve(state, listen))
                 .with_context(|| format!("could not serve on {listen}"))?;
@@ -163,18 +201,21 @@ fn run(cli: Cli) -> Result<i32> {
         }
         Command::Ingest(args) => ingest::run(&config, &cli.data_dir, args),
         Command::Ask(args) => ask::run(config, &cli.data_dir, args),
+        Command::Keys(cmd) => keys::run(&config, &cli.data_dir, cmd),
         Command::Eval(args) => eval::run(&config, &cli.data_dir, args),
         Command::EvalDetect(args) => eval_detect::run(args),
         Command::Detect(args) => scan::detect(args),
         Command::Redact(args) => scan::redact(args),
         Command::Bench(cmd) => bench::run(&config, &cli.data_dir, cmd),
-        Command::Policy(_) => unreachable!("handled above"),
+        Command::Policy(_) | Command::Init(_) | Command::Audit(_) | Command::Tco(_) => unreachable!("handled above"),
         Command::Model(cmd) => model::run(cmd, &config),
         Command::Models(ModelsCommand::Verify) => {
-            let manifest = perimeter_runtime::builtin_manifest()?;
+            // The built-in pins and the operator's `[models] manifest`, checked exactly as the
+            // server's load gate does (signature included when `[models] signature` is set).
+            let manifest = perimeter_runtime::manifest(config.models.manifest.as_deref())?;
             let mut bad = 0;
             for entry in &manifest.models {
-                match perimeter_runtime::verify(entry, &config.models.dir) {
+                match perimeter_server::verify_embedded(&config, &entry.name) {
                     Ok(v) => {
                         println!("{}: ok", entry.name);
                         for (role, digest) in v.digests() {

@@ -177,6 +177,7 @@ fn explain(config: &Config, args: ExplainArgs) -> Result<i32> {
             label: p.label,
             level: p.label,
             entities: counts(&p.text),
+            injection: BTreeMap::new(),
             text: String::new(),
             score: 0.0,
         })

@@ -19,6 +19,9 @@ const PURE: &[&str] = &[
     "perimeter-redact",
     "perimeter-policy",
     "perimeter-scan",
+    "perimeter-cost",
+    "perimeter-audit",
+    "perimeter-guard",
 ];
 /// Crates that do IO; none may appear among the pure crates' normal dependencies, directly or not.
 const IO_CRATES: &[&str] = &[

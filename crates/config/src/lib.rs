@@ -3,6 +3,16 @@
 //!
 //! No file means the embedded defaults: both models in-process, loopback listener.
 
+mod audit;
+mod costs;
+mod guard;
+mod limits;
+
+pub use audit::Audit;
+pub use costs::Pricing;
+pub use guard::Guard;
+pub use limits::{Limits, Tls};
+
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -26,6 +36,12 @@ pub struct Config {
     pub retrieval: Retrieval,
     pub ingest: Ingest,
     pub generation: Generation,
+    /// `[limits]`: per-key rate and concurrency limits, request and stream time limits.
+    pub limits: Limits,
+    /// `[audit]`: flushing and checkpoints of the audit log.
+    pub audit: Audit,
+    /// `[guard]`: injected instructions in passages, and the output guard.
+    pub guard: Guard,
     /// Every backend, the embedded one included, in the order the policy prefers them.
     pub backends: Vec<Backend>,
     /// The backend that embeds documents and queries (`[embedding] backend`).
@@ -36,6 +52,10 @@ pub struct Config {
     pub policy_input: PolicyInput,
     /// Canary probe suites the server runs on a schedule.
     pub canaries: Vec<Canary>,
+    /// `[pricing]`: the price table's sources and self-hosted prices (`costs.rs`).
+    pub pricing: Pricing,
+    /// `[[budget]]`: monthly spending limits by tenant.
+    pub budgets: Vec<perimeter_cost::Budget>,
 }
 
 /// `[[canary]]`: probe `backend` with `suite` every `interval_seconds`; a failing run takes the
@@ -111,6 +131,8 @@ pub struct Server {
     pub listen: SocketAddr,
     /// Largest accepted request body.
     pub max_body_bytes: usize,
+    /// HTTPS on the listener (`tls_cert` and `tls_key`); `None` serves plain HTTP.
+    pub tls: Option<Tls>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -122,6 +144,17 @@ pub struct Models {
     /// How often the server re-hashes and re-scans the embedded models' files (they are also
     /// checked whenever one changes on disk). A failure takes the embedded backend out.
     pub reverify_seconds: u64,
+    /// An operator's own model manifest (same format as `models/manifest.toml`), merged with the
+    /// built-in one: the embedded engine can then load those models, after the same gate.
+    pub manifest: Option<PathBuf>,
+    /// A signed statement (`perimeter model sign`) of the models directory. When set, every file
+    /// the embedded engine loads must be listed in it with the same digest, and it must verify
+    /// with one of `trusted_keys`.
+    pub signature: Option<PathBuf>,
+    /// Public keys (SPKI PEM) trusted to sign `signature`.
+    pub trusted_keys: Vec<PathBuf>,
+    /// Strength of a LoRA adapter (a file with role `adapter` in the chat model's manifest entry).
+    pub adapter_scale: f32,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -170,12 +203,17 @@ struct Raw {
     retrieval: Option<RawRetrieval>,
     ingest: Option<RawIngest>,
     generation: Option<RawGeneration>,
+    limits: Option<limits::RawLimits>,
+    audit: Option<audit::RawAudit>,
+    guard: Option<guard::RawGuard>,
     backend: Option<Vec<RawBackend>>,
     tenant: Option<Vec<TenantSpec>>,
     policy: Option<PolicySpec>,
     availability: Option<Vec<AvailabilitySpec>>,
     embedding: Option<RawEmbedding>,
     canary: Option<Vec<RawCanary>>,
+    pricing: Option<costs::RawPricing>,
+    budget: Option<Vec<costs::RawBudget>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -221,6 +259,8 @@ struct RawBackend {
 struct RawServer {
     listen: Option<String>,
     max_body_bytes: Option<usize>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -230,6 +270,10 @@ struct RawModels {
     embedding: Option<String>,
     chat: Option<String>,
     reverify_seconds: Option<u64>,
+    manifest: Option<PathBuf>,
+    signature: Option<PathBuf>,
+    trusted_keys: Option<Vec<PathBuf>>,
+    adapter_scale: Option<f32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -301,6 +345,10 @@ impl Raw {
         if max_body_bytes < 1024 {
             return Err(invalid("server.max_body_bytes", "must be at least 1024".into()));
         }
+        let tls = limits::validate_tls(server.tls_cert, server.tls_key).map_err(|(k, r)| invalid(&k, r))?;
+        let limits = self.limits.unwrap_or_default().validate().map_err(|(k, r)| invalid(&k, r))?;
+        let audit = self.audit.unwrap_or_default().validate().map_err(|(k, r)| invalid(&k, r))?;
+        let guard = self.guard.unwrap_or_default().validate().map_err(|(k, r)| invalid(&k, r))?;
 
         let models = self.models.unwrap_or_default();
         let models = Models {
@@ -308,9 +356,23 @@ impl Raw {
             embedding: models.embedding.unwrap_or_else(|| "all-minilm-l6-v2".into()),
             chat: models.chat.unwrap_or_else(|| "smollm2-135m-instruct".into()),
             reverify_seconds: models.reverify_seconds.unwrap_or(3600),
+            manifest: models.manifest,
+            signature: models.signature,
+            trusted_keys: models.trusted_keys.unwrap_or_default(),
+            adapter_scale: models.adapter_scale.unwrap_or(1.0),
         };
         if !(60..=604_800).contains(&models.reverify_seconds) {
             return Err(invalid("models.reverify_seconds", "must be between 60 and 604800".into()));
+        }
+        if models.signature.is_some() == models.trusted_keys.is_empty() {
+            return Err(invalid(
+                "models.signature",
+                "and `models.trusted_keys` go together: a signed manifest is only worth the keys it is checked against"
+                    .into(),
+            ));
+        }
+        if !(models.adapter_scale.is_finite() && (0.0..=4.0).contains(&models.adapter_scale)) {
+            return Err(invalid("models.adapter_scale", "must be between 0 and 4".into()));
         }
 
         let rt = self.runtime.unwrap_or_default();
@@ -433,6 +495,9 @@ impl Raw {
             availability: self.availability.unwrap_or_default(),
         };
         let policy = Policy::build(policy_input.clone()).map_err(|e| invalid(&e.key, e.reason))?;
+        let backend_names: BTreeSet<String> = backends.iter().map(|b| b.profile.name.clone()).collect();
+        let pricing = costs::validate_pricing(self.pricing, &backend_names).map_err(|(key, reason)| invalid(&key, reason))?;
+        let budgets = costs::validate_budgets(self.budget).map_err(|(key, reason)| invalid(&key, reason))?;
         let mut canaries = Vec::new();
         for (i, c) in self.canary.unwrap_or_default().into_iter().enumerate() {
             let key = |k: &str| format!("canary[{i}].{k}");
@@ -452,11 +517,16 @@ impl Raw {
 
         Ok(Config {
             canaries,
+            pricing,
+            budgets,
             backends,
             embedding_backend,
             policy: Arc::new(policy),
             policy_input,
-            server: Server { listen, max_body_bytes },
+            server: Server { listen, max_body_bytes, tls },
+            limits,
+            audit,
+            guard,
             models,
             runtime: Runtime { threads, context_tokens, queue_depth, gpu_layers: rt.gpu_layers.unwrap_or(0) },
             retrieval: Retrieval { top_k, max_source_chars },

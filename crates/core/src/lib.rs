@@ -9,4 +9,4 @@ mod plan;
 mod prompt;
 
 pub use plan::{plan, Plan, PlanRequest};
-pub use prompt::{assemble, citations, last_user_text, Assembled, PromptBudget, SYSTEM_PROMPT};
+pub use prompt::{assemble, citations, last_user_text, neutralise, Assembled, PromptBudget, SYSTEM_PROMPT};

@@ -77,6 +77,7 @@ mod tests {
         Passage {
             level: label,
             entities: entities.iter().copied().collect(),
+            injection: Default::default(),
             chunk_id: "c".into(),
             document_id: DocumentId("d".into()),
             source: "s".into(),

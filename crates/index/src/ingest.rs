@@ -13,7 +13,7 @@ use perimeter_store::{DocumentRecord, NewChunk};
 use std::collections::BTreeMap;
 
 use perimeter_detect::{Detector, Finding};
-use perimeter_types::{DocumentId, Embedder, EntityKind, Level, DEFAULT_TENANT};
+use perimeter_types::{DocumentId, Embedder, EntityKind, InjectionKind, Level, DEFAULT_TENANT};
 use sha2::{Digest, Sha256};
 
 use crate::{Index, IndexError};
@@ -107,6 +107,8 @@ pub enum FileOutcome {
         tokens: usize,
         level: Level,
         entities: BTreeMap<EntityKind, u32>,
+        /// Chunks with instruction-like content (counts only; the kinds are stored per chunk).
+        flagged_chunks: usize,
     },
     Unchanged {
         document_id: DocumentId,
@@ -160,13 +162,16 @@ pub struct IngestReport {
     pub failed: usize,
     pub chunks: usize,
     pub tokens: usize,
+    /// Chunks with instruction-like content, over all ingested files.
+    pub flagged_chunks: usize,
     pub seconds: f64,
 }
 
 impl IngestReport {
     fn record(&mut self, source: String, outcome: FileOutcome) {
         match &outcome {
-            FileOutcome::Ingested { chunks, tokens, .. } => {
+            FileOutcome::Ingested { chunks, tokens, flagged_chunks, .. } => {
+                self.flagged_chunks += flagged_chunks;
                 self.ingested += 1;
                 self.chunks += chunks;
                 self.tokens += tokens;
@@ -196,6 +201,8 @@ struct Pending {
     chunks: Vec<Chunk>,
     /// Per chunk: kinds and counts of the findings that overlap it.
     chunk_entities: Vec<BTreeMap<EntityKind, u32>>,
+    /// Per chunk: instruction-like content in it (kinds and counts).
+    chunk_injection: Vec<BTreeMap<InjectionKind, u32>>,
     pages: Vec<std::ops::Range<usize>>,
     /// What is sent to the embedder per chunk (pseudonymised when the policy says so).
     embed_texts: Vec<String>,
@@ -381,6 +388,13 @@ fn prepare_bytes(
     let entities = perimeter_detect::kind_counts(&findings).into_iter().map(|(k, n)| (k, n as u32)).collect();
     let level = perimeter_detect::level_of(&findings).map_or(label, |found| found.max(label));
     let chunk_entities = chunks.iter().map(|c| overlapping(&findings, c.start, c.end)).collect();
+    // Each chunk is scanned as it will be retrieved; retrieval scans it again with the rules of
+    // the day, so these stored flags are for the document's report and the audit.
+    let chunk_injection: Vec<BTreeMap<InjectionKind, u32>> = chunks
+        .iter()
+        .map(|c| perimeter_guard::injection_counts(&perimeter_guard::scan_instructions(&c.text)))
+        .collect();
+    let flagged_chunks = chunk_injection.iter().filter(|k| !k.is_empty()).count() as u32;
     let redact = match &options.embed_gate {
         None => false,
         Some(gate) => match gate.admit(&options.tenant, label, &entities) {
@@ -417,6 +431,7 @@ fn prepare_bytes(
         bytes: bytes.len() as u64,
         pages: if pages.is_empty() { None } else { Some(pages.len() as u32) },
         chunk_count: chunks.len() as u32,
+        flagged_chunks: Some(flagged_chunks),
         ingested_at: now_rfc3339(),
         pipeline_version,
     };
@@ -425,6 +440,7 @@ fn prepare_bytes(
         record,
         chunks,
         chunk_entities,
+        chunk_injection,
         pages,
         embed_texts,
     })))
@@ -452,8 +468,8 @@ async fn flush(
     for p in pending.drain(..) {
         let mut rows = Vec::with_capacity(p.chunks.len());
         let mut tokens = 0usize;
-        for (ordinal, ((c, embedding), entities)) in
-            p.chunks.iter().zip(vectors.by_ref()).zip(&p.chunk_entities).enumerate()
+        for (ordinal, (((c, embedding), entities), injection)) in
+            p.chunks.iter().zip(vectors.by_ref()).zip(&p.chunk_entities).zip(&p.chunk_injection).enumerate()
         {
             tokens += c.token_count;
             let (page_start, page_end) = page_range(&p.pages, c.start, c.end);
@@ -468,6 +484,7 @@ async fn flush(
                 page_end,
                 token_count: c.token_count as u32,
                 entities: entities.clone(),
+                injection: injection.clone(),
                 embedding,
             });
         }
@@ -478,6 +495,7 @@ async fn flush(
                 tokens,
                 level: p.record.level,
                 entities: p.record.entities.clone(),
+                flagged_chunks: p.record.flagged_chunks.unwrap_or(0) as usize,
             },
             Err(e) => FileOutcome::Failed { error: e.to_string() },
         };

@@ -139,6 +139,7 @@ impl Index {
                 label: c.label,
                 level: c.level,
                 entities: c.entities.clone(),
+                injection: c.injection.clone(),
                 text: c.text.clone(),
                 score,
             });

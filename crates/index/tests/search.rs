@@ -34,6 +34,7 @@ fn add(store: &dyn Store, id: &str, collection: &str, groups: &[&str], text: &st
         bytes: text.len() as u64,
         pages: None,
         chunk_count: 1,
+        flagged_chunks: Some(0),
         ingested_at: "2026-01-01T00:00:00Z".into(),
         pipeline_version: "test".into(),
     };
@@ -48,6 +49,7 @@ fn add(store: &dyn Store, id: &str, collection: &str, groups: &[&str], text: &st
         page_end: None,
         token_count: 5,
         entities: Default::default(),
+        injection: Default::default(),
         embedding: vector,
     };
     store.replace_document(&doc, &[chunk]).unwrap();

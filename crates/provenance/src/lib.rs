@@ -101,6 +101,21 @@ impl Manifest {
         Ok(manifest)
     }
 
+    /// The built-in manifest with an operator's own models added. A name in both is refused: an
+    /// operator's file must not silently replace a pin that ships with the binary.
+    pub fn merged(mut self, other: Manifest) -> Result<Self, ManifestError> {
+        for m in other.models {
+            if self.models.iter().any(|x| x.name == m.name) {
+                return Err(ManifestError::Invalid {
+                    model: m.name,
+                    reason: "is already pinned by the built-in manifest; choose another name".into(),
+                });
+            }
+            self.models.push(m);
+        }
+        Ok(self)
+    }
+
     pub fn model(&self, name: &str) -> Result<&ModelEntry, ManifestError> {
         self.models.iter().find(|m| m.name == name).ok_or_else(|| ManifestError::UnknownModel(name.to_string()))
     }
@@ -109,6 +124,17 @@ impl Manifest {
 impl ModelEntry {
     pub fn file(&self, role: &str) -> Option<&FileEntry> {
         self.files.iter().find(|f| f.role == role)
+    }
+
+    /// The files of this entry that a signed statement of the models directory does not vouch
+    /// for: absent from it, or listed with another digest. Empty means the statement covers the
+    /// model (the pins are then checked against the bytes on disk by the runtime).
+    pub fn not_covered_by(&self, statement: &signing::Statement) -> Vec<String> {
+        self.files
+            .iter()
+            .filter(|f| !statement.resources().iter().any(|r| r.name == f.path && hex::encode(r.digest) == f.sha256))
+            .map(|f| f.path.clone())
+            .collect()
     }
 }
 

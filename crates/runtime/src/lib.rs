@@ -11,7 +11,10 @@ mod verify;
 
 pub use bert::{BertEmbedder, EMBEDDING_MAX_TOKENS};
 pub use llm::{EmbeddedChat, LlmOptions};
-pub use verify::{builtin_manifest, require_clean, scan_file, verify, VerifiedModel, VerifyError};
+pub use verify::{
+    builtin_manifest, manifest, require_clean, scan_file, signed_statement, verify, verify_signed, VerifiedModel,
+    VerifyError,
+};
 
 /// The embedding model the default configuration uses.
 pub const DEFAULT_EMBEDDING_MODEL: &str = "all-minilm-l6-v2";

@@ -27,7 +27,7 @@ use tokio::sync::oneshot;
 use crate::{LoadError, VerifiedModel};
 
 /// How the embedded generation engine runs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LlmOptions {
     /// Context window in tokens (prompt + answer).
     pub context_tokens: u32,
@@ -37,6 +37,8 @@ pub struct LlmOptions {
     pub queue_depth: usize,
     /// Layers to offload to a GPU (only with the `cuda` feature; 0 = CPU only).
     pub gpu_layers: u32,
+    /// Strength of the LoRA adapter, when the verified model has one (role `adapter`).
+    pub adapter_scale: f32,
 }
 
 impl Default for LlmOptions {
@@ -46,6 +48,7 @@ impl Default for LlmOptions {
             threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
             queue_depth: 64,
             gpu_layers: 0,
+            adapter_scale: 1.0,
         }
     }
 }
@@ -95,7 +98,16 @@ impl EmbeddedChat {
             verified.file("weights").ok_or_else(|| engine("the manifest has no weights file".into()))?.to_path_buf();
         let backend = backend().map_err(&engine)?;
         let params = LlamaModelParams::default().with_n_gpu_layers(options.gpu_layers);
-        let model = LlamaModel::load_from_file(backend, &path, &params).map_err(|e| engine(e.to_string()))?;
+        let mut model = LlamaModel::load_from_file(backend, &path, &params).map_err(|e| engine(e.to_string()))?;
+        // A fine-tuned adapter is a model file like the weights: it is only here because it is
+        // part of the `VerifiedModel` (pinned digest, clean scan, signature when required).
+        let mut adapter = match verified.file("adapter") {
+            Some(p) => Some(
+                model.lora_adapter_init(p).map_err(|e| engine(format!("the LoRA adapter could not be loaded: {e}")))?,
+            ),
+            None => None,
+        };
+        let adapter_scale = options.adapter_scale;
         let template = model.meta_val_str("tokenizer.chat_template").unwrap_or_default();
         if !template.contains("<|im_start|>") {
             return Err(engine("the model's chat template is not ChatML; only ChatML models are supported".into()));
@@ -114,13 +126,19 @@ impl EmbeddedChat {
                     .with_n_ubatch(512)
                     .with_n_threads(threads)
                     .with_n_threads_batch(threads);
-                let ctx = match model.new_context(backend, ctx_params) {
+                let mut ctx = match model.new_context(backend, ctx_params) {
                     Ok(ctx) => ctx,
                     Err(e) => {
                         let _ = ready_tx.send(Err(e.to_string()));
                         return;
                     }
                 };
+                if let Some(adapter) = adapter.as_mut() {
+                    if let Err(e) = ctx.lora_adapter_set(adapter, adapter_scale) {
+                        let _ = ready_tx.send(Err(format!("the LoRA adapter could not be applied: {e}")));
+                        return;
+                    }
+                }
                 let _ = ready_tx.send(Ok(()));
                 let mut worker = Worker { model: &model, ctx, n_ctx: n_ctx as usize };
                 while let Ok(job) = rx.recv() {

@@ -19,6 +19,53 @@ pub fn builtin_manifest() -> Result<Manifest, ManifestError> {
     Manifest::parse(BUILTIN_MANIFEST)
 }
 
+/// The built-in manifest plus, when the configuration names one, the operator's own manifest
+/// file (`[models] manifest`): the operator's models pass the same gate as the built-in ones.
+pub fn manifest(extra: Option<&Path>) -> Result<Manifest, VerifyError> {
+    let builtin = builtin_manifest()?;
+    let Some(path) = extra else { return Ok(builtin) };
+    let text = std::fs::read_to_string(path).map_err(|source| VerifyError::Io { path: path.to_path_buf(), source })?;
+    let own = Manifest::parse(&text).map_err(|e| VerifyError::Signed(format!("{}: {e}", path.display())))?;
+    Ok(builtin.merged(own)?)
+}
+
+/// Reads a signed statement (a DSSE envelope from `perimeter model sign`) and verifies it with
+/// one of the trusted public keys. Returns the statement and the id of the key that signed it.
+pub fn signed_statement(
+    signature: &Path,
+    trusted_keys: &[PathBuf],
+) -> Result<(perimeter_provenance::signing::Statement, String), VerifyError> {
+    use perimeter_provenance::signing::{Envelope, PublicKey};
+    let read = |path: &Path| std::fs::read(path).map_err(|source| VerifyError::Io { path: path.to_path_buf(), source });
+    let envelope = Envelope::from_json(&read(signature)?)
+        .map_err(|e| VerifyError::Signed(format!("{}: {e}", signature.display())))?;
+    let mut keys = Vec::new();
+    for path in trusted_keys {
+        let pem = String::from_utf8(read(path)?)
+            .map_err(|_| VerifyError::Signed(format!("{}: not a PEM text file", path.display())))?;
+        keys.push(PublicKey::from_spki_pem(&pem).map_err(|e| VerifyError::Signed(format!("{}: {e}", path.display())))?);
+    }
+    let verified = envelope.verify(&keys).map_err(|e| VerifyError::Signed(format!("{}: {e}", signature.display())))?;
+    Ok((verified.statement().clone(), verified.keyid().to_string()))
+}
+
+/// [`verify`], and additionally the model's files must be vouched for by a signed statement of
+/// the models directory (same paths, same digests). Used when `[models] signature` is set.
+pub fn verify_signed(
+    entry: &ModelEntry,
+    models_dir: &Path,
+    statement: &perimeter_provenance::signing::Statement,
+) -> Result<VerifiedModel, VerifyError> {
+    let missing = entry.not_covered_by(statement);
+    if !missing.is_empty() {
+        return Err(VerifyError::Signed(format!(
+            "the signed statement does not vouch for {} (absent or with another digest)",
+            missing.join(", ")
+        )));
+    }
+    verify(entry, models_dir)
+}
+
 /// Proof that every file of a model matched its pinned size and SHA-256 when it was checked.
 #[derive(Debug, Clone)]
 pub struct VerifiedModel {
@@ -37,7 +84,7 @@ impl VerifiedModel {
         self.kind
     }
 
-    /// The path of the file with this role (`weights`, `tokenizer`, `config`).
+    /// The path of the file with this role (`weights`, `tokenizer`, `config`, `adapter`).
     pub fn file(&self, role: &str) -> Option<&Path> {
         self.files.get(role).map(PathBuf::as_path)
     }
@@ -65,6 +112,10 @@ pub enum VerifyError {
     /// The scanner found something unsafe, or could not understand the file (never loaded).
     #[error("{path} failed the model scan ({verdict}): {reason}")]
     Unsafe { path: PathBuf, verdict: &'static str, reason: String },
+    /// The signed statement of the models directory is missing, invalid, not signed by a trusted
+    /// key, or does not vouch for a file.
+    #[error("signed manifest: {0}")]
+    Signed(String),
 }
 
 /// Roles whose files are model payloads and go through the scanner (tokenizers and configs are

@@ -175,6 +175,11 @@ impl Backends {
     }
 
     /// Records a re-verification's outcome for a backend's model files.
+    /// Whether the last verification of this backend's model failed.
+    pub fn model_unverified(&self, index: usize) -> bool {
+        self.slots.get(index).is_some_and(|s| s.model_unverified.load(Ordering::Relaxed))
+    }
+
     pub fn set_model_unverified(&self, index: usize, failed: bool) {
         if let Some(s) = self.slots.get(index) {
             s.model_unverified.store(failed, Ordering::Relaxed);

@@ -23,8 +23,24 @@ pub enum ApiError {
     Unprocessable(String),
     #[error("the model is busy; retry shortly")]
     Overloaded,
+    /// A per-key limit (`[limits]`): the request rate, or requests in flight when `concurrent`.
+    #[error("{}", if *concurrent { "too many requests in flight for this key; retry when one finishes" } else { "rate limit reached for this key; retry after the time in the Retry-After header" })]
+    RateLimited { retry_after_secs: u64, concurrent: bool },
+    /// The request (time until the response starts) or the stream ran past its time limit.
+    #[error("the {} took longer than the {limit_secs}-second limit", if *streaming { "stream" } else { "request" })]
+    TimedOut { limit_secs: u64, streaming: bool },
+    /// No valid API key (missing, malformed, unknown, revoked or expired): 401. The message
+    /// never says which, nor echoes the key.
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    /// A valid key whose role may not use the route: 403.
+    #[error("{0}")]
+    Forbidden(String),
     #[error("internal error")]
     Internal(String),
+    /// The audit record could not be written, so nothing was sent anywhere (fail closed).
+    #[error("the audit log is unavailable; the request was not processed")]
+    AuditUnavailable,
     /// The backends the policy allowed all failed. The message names backends, never text.
     #[error("{0}")]
     Upstream(String),
@@ -50,7 +66,12 @@ impl ApiError {
             ApiError::ModelNotFound(_) | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::TimedOut { .. } => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::AuditUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Upstream(_) => StatusCode::BAD_GATEWAY,
             ApiError::PolicyDenied { .. } => StatusCode::FORBIDDEN,
         }
@@ -64,7 +85,14 @@ impl ApiError {
             ApiError::NotFound(_) => ("invalid_request_error", None, "not_found"),
             ApiError::Unprocessable(_) => ("invalid_request_error", None, "unprocessable"),
             ApiError::Overloaded => ("server_error", None, "overloaded"),
+            // OpenAI's type and code for both; the message says which limit.
+            ApiError::RateLimited { .. } => ("rate_limit_error", None, "rate_limit_exceeded"),
+            ApiError::TimedOut { .. } => ("timeout_error", None, "timeout"),
+            // OpenAI's shapes: `invalid_api_key` for 401; a permission error for the role.
+            ApiError::Unauthorized(_) => ("invalid_request_error", None, "invalid_api_key"),
+            ApiError::Forbidden(_) => ("permission_error", None, "insufficient_permissions"),
             ApiError::Internal(_) => ("server_error", None, "internal_error"),
+            ApiError::AuditUnavailable => ("server_error", None, "audit_unavailable"),
             ApiError::Upstream(_) => ("server_error", None, "upstream_error"),
             ApiError::PolicyDenied { .. } => ("policy_denied_error", None, "policy_denied"),
         }
@@ -104,6 +132,13 @@ impl IntoResponse for ApiError {
         let mut response = (self.status(), Json(self.body())).into_response();
         if matches!(self, ApiError::Overloaded) {
             response.headers_mut().insert("retry-after", axum::http::HeaderValue::from_static("1"));
+        }
+        if let ApiError::RateLimited { retry_after_secs, .. } = &self {
+            // Whole seconds, at least 1 (RFC 9110 delay-seconds; what OpenAI's clients read).
+            let secs = (*retry_after_secs).max(1).to_string();
+            if let Ok(v) = axum::http::HeaderValue::from_str(&secs) {
+                response.headers_mut().insert("retry-after", v);
+            }
         }
         response
     }

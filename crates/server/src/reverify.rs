@@ -28,10 +28,8 @@ fn stamp(paths: &[PathBuf]) -> Stamp {
 
 /// Verifies both embedded models; the first failure as text.
 fn verify_all(config: &perimeter_config::Config) -> Result<(), String> {
-    let manifest = perimeter_runtime::builtin_manifest().map_err(|e| e.to_string())?;
     for name in [&config.models.embedding, &config.models.chat] {
-        let entry = manifest.model(name).map_err(|e| e.to_string())?;
-        perimeter_runtime::verify(entry, &config.models.dir).map_err(|e| format!("{name}: {e}"))?;
+        crate::state::verify_embedded(config, name).map_err(|e| e.to_string())?;
     }
     Ok(())
 }
@@ -41,12 +39,15 @@ pub fn spawn(state: &AppState) {
     let Some(index) = state.config.backends.iter().position(|b| b.profile.provider == Provider::Embedded) else {
         return;
     };
-    let Ok(manifest) = perimeter_runtime::builtin_manifest() else { return };
+    let Ok(manifest) = perimeter_runtime::manifest(state.config.models.manifest.as_deref()) else { return };
     let config = state.config.clone();
+    // The signed statement and the trusted keys are watched too: replacing them is a change.
     let paths: Vec<PathBuf> = [&config.models.embedding, &config.models.chat]
         .iter()
         .filter_map(|n| manifest.model(n).ok())
         .flat_map(|e| e.files.iter().map(|f| config.models.dir.join(&f.path)))
+        .chain(config.models.signature.iter().cloned())
+        .chain(config.models.trusted_keys.iter().cloned())
         .collect();
     let state = state.clone();
     tokio::spawn(async move {
@@ -67,16 +68,30 @@ pub fn spawn(state: &AppState) {
             last_full = Instant::now();
             let config = config.clone();
             let result = tokio::task::spawn_blocking(move || verify_all(&config)).await;
-            match result {
-                Ok(Ok(())) => {
+            let result = match result {
+                Ok(r) => r,
+                Err(_) => Err("the verification task stopped".to_string()),
+            };
+            // A failure is always on record; a success only when it changes the state (a
+            // recovered backend), so a quiet schedule does not fill the log.
+            let was_unverified = state.backends.model_unverified(index);
+            match &result {
+                Ok(()) => {
                     tracing::info!("embedded models verified");
                     state.backends.set_model_unverified(index, false);
                 }
-                Ok(Err(reason)) => {
+                Err(reason) => {
                     tracing::error!(%reason, "embedded model verification failed; the embedded backend is out of service");
                     state.backends.set_model_unverified(index, true);
                 }
-                Err(_) => state.backends.set_model_unverified(index, true),
+            }
+            if result.is_err() || was_unverified || changed {
+                let audit = state.audit.clone();
+                let config = state.config.clone();
+                let _ = tokio::task::spawn_blocking(move || {
+                    crate::audit::record_model_verification(&audit, &config, result.as_ref().err())
+                })
+                .await;
             }
         }
     });

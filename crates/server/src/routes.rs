@@ -10,9 +10,10 @@ use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use base64::Engine as _;
 use futures::StreamExt;
+use perimeter_auth::Principal;
 use perimeter_extract::Format;
 use perimeter_index::{document_id, ingest_bytes, FileOutcome, IngestOptions};
 use perimeter_types::{AccessFilter, ChatOutcome, DocumentId, FinishReason, GenerationParams, Level};
@@ -115,6 +116,7 @@ pub fn chat_input(
     state: &AppState,
     req: ChatCompletionRequest,
     headers: &HeaderMap,
+    principal: Principal,
 ) -> Result<(String, ChatInput, bool, bool), ApiError> {
     let served: Vec<&str> = state
         .config
@@ -168,6 +170,7 @@ pub fn chat_input(
         requested_level: requested_level(headers)?,
         requested_model: (model != ROUTED_MODEL).then(|| model.clone()),
         redact: ext.redact.unwrap_or(false),
+        principal,
     };
     let include_usage = req.stream_options.map(|o| o.include_usage).unwrap_or(false);
     Ok((model, input, req.stream, include_usage))
@@ -206,6 +209,7 @@ pub fn perimeter_info(prepared: &Prepared, completed: Option<&Completed>) -> Per
         }
         None => (e.backend.clone(), e.redact, 0),
     };
+    let guard = guard_info(prepared, completed, &mut reasons);
     PerimeterInfo {
         entities: crate::wire::Entities {
             query: prepared.plan.query_entities.clone(),
@@ -221,7 +225,38 @@ pub fn perimeter_info(prepared: &Prepared, completed: Option<&Completed>) -> Per
         trace: e.trace.clone(),
         citations: prepared.citations.clone(),
         usage: completed.map(|c| c.outcome.usage.into()),
+        guard,
+        cost: completed.and_then(|c| c.cost).map(|c| c.to_string()),
+        request_id: prepared.ctx.request_id.clone(),
     }
+}
+
+/// `perimeter.guard`, and a reason line when the output guard redacted something.
+fn guard_info(
+    prepared: &Prepared,
+    completed: Option<&Completed>,
+    reasons: &mut Vec<String>,
+) -> Option<crate::wire::GuardInfo> {
+    let passages: Vec<crate::wire::GuardedPassage> = prepared
+        .injection
+        .iter()
+        .filter(|d| d.action != perimeter_guard::InjectionAction::Drop)
+        .map(|d| crate::wire::GuardedPassage {
+            chunk_id: d.chunk_id.clone(),
+            document_id: d.document_id.clone(),
+            kinds: d.kinds.clone(),
+            action: d.action.as_str(),
+        })
+        .collect();
+    let redacted = completed.and_then(|c| c.guard.as_ref()).map(|g| g.redacted.clone()).unwrap_or_default();
+    if !redacted.is_empty() {
+        let kinds: Vec<String> = redacted.iter().map(|(k, n)| format!("{k}\u{d7}{n}")).collect();
+        reasons.push(format!(
+            "guard: the answer held values that were not in the permitted context; redacted: {}",
+            kinds.join(", ")
+        ));
+    }
+    (!passages.is_empty() || !redacted.is_empty()).then_some(crate::wire::GuardInfo { passages, redacted })
 }
 
 /// The 403 for a request the policy refuses. Nothing was sent to any backend.
@@ -258,11 +293,12 @@ fn record_usage(state: &AppState, outcome: &ChatOutcome) {
 /// `POST /v1/chat/completions`
 pub async fn chat_completions(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     headers: HeaderMap,
     JsonBody(req): JsonBody<ChatCompletionRequest>,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
-    let (model, input, stream, include_usage) = chat_input(&state, req, &headers)?;
+    let (model, input, stream, include_usage) = chat_input(&state, req, &headers, principal)?;
     let prepared = prepare(&state, input).await?;
     if prepared.is_denied() {
         tracing::info!(level = %prepared.plan.level(), "request denied by policy");
@@ -430,6 +466,7 @@ pub async fn chat_completions(
 /// `POST /v1/embeddings`
 pub async fn embeddings(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     headers: HeaderMap,
     JsonBody(req): JsonBody<EmbeddingsRequest>,
 ) -> Result<Response, ApiError> {
@@ -479,7 +516,7 @@ pub async fn embeddings(
     }
     let plan = perimeter_core::plan(
         &perimeter_core::PlanRequest {
-            tenant: perimeter_policy::DEFAULT_TENANT,
+            tenant: &principal.tenant,
             purpose: perimeter_policy::Purpose::Embeddings,
             query_entities: &kinds,
             passages: &[],
@@ -489,9 +526,19 @@ pub async fn embeddings(
         },
         &state.config.policy,
         &state.backends.health(),
-        &perimeter_policy::Budgets::default(),
+        &state.meter.budgets(&crate::costs::this_month()),
     );
     state.metrics.decision(plan.decision.is_route());
+    let ctx = state.audit.context(&principal.tenant, principal.key_id.as_deref(), None);
+    let inputs = texts.len().to_string();
+    let record = |kind: perimeter_audit::RecordKind| {
+        let mut r = crate::audit::request_record(kind, &ctx);
+        r.level = Some(plan.level().as_str().to_string());
+        r.entities = crate::audit::entity_counts(&kinds);
+        r.detail.insert("purpose".into(), "embeddings".into());
+        r.detail.insert("inputs".into(), inputs.clone());
+        r
+    };
     let e = &plan.explanation;
     let info = json!({"level": plan.level(), "entities": kinds, "decision": e.decision, "backend": e.backend, "redact": e.redact, "reasons": e.reasons, "trace": e.trace});
     let mut perimeter_headers = vec![
@@ -499,6 +546,11 @@ pub async fn embeddings(
         ("x-perimeter-decision", header_value(e.decision)),
     ];
     let Some(target) = plan.decision.targets().first().map(|t| (*t).clone()) else {
+        let mut r = record(perimeter_audit::RecordKind::Refusal);
+        r.decision = Some("deny".into());
+        r.reasons = e.reasons.clone();
+        r.outcome = Some("refused".into());
+        state.audit.append(r)?;
         let message = format!(
             "Perimeter's policy does not allow these texts to be embedded by {} (level {})",
             state.config.embedding_backend,
@@ -511,12 +563,43 @@ pub async fn embeddings(
         return Ok(response);
     };
     perimeter_headers.push(("x-perimeter-backend", header_value(&target.name)));
+    // Where the texts go is on record before they go (fail closed).
+    let mut r = record(perimeter_audit::RecordKind::Decision);
+    r.decision = Some("route".into());
+    r.backend = Some(target.name.to_string());
+    r.jurisdiction = state.config.backends.get(target.index).and_then(|b| b.profile.jurisdiction.clone());
+    r.redaction = Some(target.redact);
+    r.reasons = e.reasons.clone();
+    state.audit.append(r)?;
+    let called = Instant::now();
     let texts = if target.redact {
         texts.iter().map(|t| crate::pipeline::redact_text(&state, t)).collect::<Result<Vec<_>, _>>()?
     } else {
         texts
     };
-    let embedded = state.embedder.embed(texts).await.map_err(ApiError::internal)?;
+    let embedded = state.embedder.embed(texts).await;
+    let mut done = record(perimeter_audit::RecordKind::Completion);
+    done.backend = Some(target.name.to_string());
+    done.redaction = Some(target.redact);
+    done.latency_ms = Some(called.elapsed().as_millis() as u64);
+    let embedded = match embedded {
+        Ok(e) => e,
+        Err(err) => {
+            done.outcome = Some("failed".into());
+            state.audit.append_best_effort(done);
+            return Err(ApiError::internal(err));
+        }
+    };
+    let usage = perimeter_types::Usage { prompt_tokens: embedded.prompt_tokens, completion_tokens: 0 };
+    let cost = state.meter.cost(target.index, &usage);
+    if let Some(c) = cost {
+        state.meter.record(&principal.tenant, &crate::costs::this_month(), c);
+    }
+    done.outcome = Some("ok".into());
+    done.tokens_in = Some(u64::from(embedded.prompt_tokens));
+    done.tokens_out = Some(0);
+    done.cost = cost.map(|c| c.to_string());
+    state.audit.append_best_effort(done);
     state.metrics.embedding_tokens.fetch_add(u64::from(embedded.prompt_tokens), Ordering::Relaxed);
     let data: Vec<Value> = embedded
         .vectors
@@ -574,12 +657,15 @@ fn document_json(d: &perimeter_store::DocumentRecord) -> Value {
         "label": d.label, "groups": d.groups, "format": d.format, "content_sha256": d.content_sha256,
         "bytes": d.bytes, "pages": d.pages, "chunks": d.chunk_count, "ingested_at": d.ingested_at,
         "pipeline_version": d.pipeline_version, "level": d.level, "entities": d.entities,
+        // Chunks with instruction-like content at ingestion (null: ingested before the scan).
+        "flagged_chunks": d.flagged_chunks,
     })
 }
 
 /// `GET /v1/documents`
 pub async fn list_documents(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::bad_request(format!("invalid query string: {e}"), None))?;
@@ -587,7 +673,8 @@ pub async fn list_documents(
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::bad_request("limit must be between 1 and 1000", Some("limit")));
     }
-    let filter = AccessFilter { collections: q.collection.map(|c| vec![c]), ..AccessFilter::default() };
+    // Only what the caller may see: its tenant, and its groups unless it is an admin.
+    let filter: AccessFilter = principal.filter(q.collection.map(|c| vec![c]));
     let index = state.index.clone();
     let offset = q.offset.unwrap_or(0);
     let docs = tokio::task::spawn_blocking(move || index.store().list_documents(&filter, limit, offset))
@@ -597,21 +684,41 @@ pub async fn list_documents(
     Ok(Json(json!({"object": "list", "data": docs.iter().map(document_json).collect::<Vec<_>>()})))
 }
 
-/// `GET /v1/documents/{id}`
-pub async fn get_document(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+/// A document the principal may see, or the same 404 as for an id that does not exist: a
+/// caller cannot tell a document outside its reach from a missing one.
+async fn visible_document(
+    state: &AppState,
+    principal: &Principal,
+    id: DocumentId,
+) -> Result<perimeter_store::DocumentRecord, ApiError> {
     let index = state.index.clone();
-    let doc = tokio::task::spawn_blocking(move || index.store().document(&DocumentId(id)))
+    let filter = principal.filter(None);
+    tokio::task::spawn_blocking(move || index.store().document(&id))
         .await
         .map_err(ApiError::internal)?
         .map_err(ApiError::internal)?
-        .ok_or_else(|| ApiError::NotFound("document".into()))?;
+        .filter(|d| filter.admits(&d.tenant, &d.collection, &d.groups))
+        .ok_or_else(|| ApiError::NotFound("document".into()))
+}
+
+/// `GET /v1/documents/{id}`
+pub async fn get_document(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let doc = visible_document(&state, &principal, DocumentId(id)).await?;
     Ok(Json(document_json(&doc)))
 }
 
 /// `DELETE /v1/documents/{id}`
-pub async fn delete_document(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn delete_document(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let doc_id = visible_document(&state, &principal, DocumentId(id)).await?.id;
     let index = state.index.clone();
-    let doc_id = DocumentId(id);
     let deleted = {
         let doc_id = doc_id.clone();
         tokio::task::spawn_blocking(move || -> Result<bool, ApiError> {
@@ -625,12 +732,15 @@ pub async fn delete_document(State(state): State<AppState>, Path(id): Path<Strin
     if !deleted {
         return Err(ApiError::NotFound("document".into()));
     }
+    // AUDIT: document deleted (id, tenant, key id).
+    tracing::info!(target: "perimeter::audit", event = "document.deleted", document = %doc_id, tenant = %principal.tenant, key_id = principal.key_id.as_deref().unwrap_or("-"), "document deleted");
     Ok(Json(json!({"id": doc_id, "object": "document", "deleted": true})))
 }
 
 /// `POST /v1/documents`
 pub async fn create_document(
     State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
     JsonBody(req): JsonBody<NewDocument>,
 ) -> Result<Response, ApiError> {
     let source = req.source.trim().to_string();
@@ -653,10 +763,16 @@ pub async fn create_document(
         None => None,
         Some(l) => Some(l.parse::<Level>().map_err(|e| ApiError::bad_request(e.to_string(), Some("label")))?),
     };
+    // Groups name access groups inside the admin's own tenant; the tenant is the key's.
+    let groups = match req.groups {
+        None => None,
+        Some(g) => Some(perimeter_auth::normalise_groups(&g).map_err(|e| ApiError::bad_request(e, Some("groups")))?),
+    };
     let options = IngestOptions {
+        tenant: principal.tenant.clone(),
         collection: req.collection,
         label,
-        groups: req.groups.map(|g| g.into_iter().map(|s| s.trim().to_lowercase()).filter(|s| !s.is_empty()).collect()),
+        groups,
         chunk: perimeter_index::ChunkSpec {
             max_tokens: state.config.ingest.chunk_tokens,
             overlap_tokens: state.config.ingest.chunk_overlap,
@@ -665,7 +781,6 @@ pub async fn create_document(
             policy: state.config.policy.clone(),
             backend: state.config.embedding_backend.clone(),
         }),
-        ..IngestOptions::default()
     };
     let source_name = format!("api:{source}");
     // Parsing, chunking and the index commit block; keep them off the async workers.
@@ -704,6 +819,8 @@ pub async fn create_document(
         .map_err(ApiError::internal)?
         .map_err(ApiError::internal)?
         .ok_or_else(|| ApiError::internal("document vanished after ingestion"))?;
+    // AUDIT: document created or re-ingested (id, tenant, key id).
+    tracing::info!(target: "perimeter::audit", event = "document.created", document = %doc.id, tenant = %principal.tenant, key_id = principal.key_id.as_deref().unwrap_or("-"), "document ingested");
     let mut body = document_json(&doc);
     body["status"] = json!(if status == StatusCode::CREATED { "ingested" } else { "unchanged" });
     Ok((status, Json(body)).into_response())
@@ -716,12 +833,14 @@ pub async fn healthz() -> Json<Value> {
 
 /// `GET /readyz`: models loaded and the store answers.
 pub async fn readyz(State(state): State<AppState>) -> Response {
-    let index = state.index.clone();
-    match tokio::task::spawn_blocking(move || index.store().counts()).await {
-        Ok(Ok((documents, chunks))) => Json(json!({
+    let (index, keys) = (state.index.clone(), state.keys.clone());
+    // Readiness is open to everyone, so once keys exist it does not count documents: the
+    // totals span every tenant and group.
+    match tokio::task::spawn_blocking(move || index.store().counts().map(|c| (c, keys.any().unwrap_or(true)))).await {
+        Ok(Ok(((documents, chunks), closed))) => Json(json!({
             "status": "ready",
-            "documents": documents,
-            "chunks": chunks,
+            "documents": (!closed).then_some(documents),
+            "chunks": (!closed).then_some(chunks),
             "models": {"embedding": state.embedder.model()},
             "backends": state.backends.summary().iter().map(|(b, h)| json!({
                 "name": b.profile.name,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use perimeter_config::Config;
 use perimeter_detect::Detector;
 use perimeter_index::Index;
-use perimeter_runtime::{builtin_manifest, verify, BertEmbedder, EmbeddedChat, LlmOptions, LoadError};
+use perimeter_runtime::{verify, BertEmbedder, EmbeddedChat, LlmOptions, LoadError};
 use perimeter_store::{SqliteStore, Store};
 use perimeter_types::{ChatBackend, Embedder};
 
@@ -28,6 +28,12 @@ pub struct AppState {
     pub backends: Arc<Backends>,
     pub detector: Arc<Detector>,
     pub metrics: Arc<Metrics>,
+    /// API keys (`<data>/keys.sqlite3`), read on every request.
+    pub keys: Arc<perimeter_auth::KeyStore>,
+    /// The audit log (`<data>/audit/`): every decision, refusal and model verification.
+    pub audit: Arc<crate::audit::Auditor>,
+    /// Prices, this month's spend per tenant, budgets.
+    pub meter: Arc<crate::costs::Meter>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +48,10 @@ pub enum StartError {
     Detect(#[from] perimeter_detect::DetectError),
     #[error("{0}")]
     Backend(String),
+    #[error("the audit log: {0}")]
+    Audit(String),
+    #[error("{0}")]
+    Pricing(String),
 }
 
 /// Which engines to load: ingestion needs only the embedder.
@@ -51,18 +61,62 @@ pub enum Engines {
     All,
 }
 
+/// What the state is made of, besides its configuration.
+struct Parts {
+    index: Arc<Index>,
+    embedder: Arc<dyn Embedder>,
+    embedded_chat: Arc<dyn ChatBackend>,
+    detector: Arc<Detector>,
+}
+
+/// `[audit]` as the sink's options.
+fn audit_options(config: &Config, new_segment: bool) -> perimeter_store::audit_file::AuditOptions {
+    use perimeter_store::audit_file::{AuditOptions, Fsync};
+    AuditOptions {
+        fsync: if config.audit.fsync { Fsync::Always } else { Fsync::Never },
+        checkpoint_every: config.audit.checkpoint_every,
+        checkpoint_seconds: config.audit.checkpoint_seconds,
+        new_segment,
+    }
+}
+
+/// The text of `[pricing] file`, if one is configured.
+fn read_pricing_file(config: &Config) -> Result<Option<String>, StartError> {
+    match &config.pricing.file {
+        None => Ok(None),
+        Some(path) => std::fs::read_to_string(path)
+            .map(Some)
+            .map_err(|e| StartError::Pricing(format!("pricing.file {}: {}", path.display(), e.kind()))),
+    }
+}
+
 /// The embedder and, when asked for, the chat model.
 pub type LoadedModels = (Arc<dyn Embedder>, Option<Arc<dyn ChatBackend>>);
 
+/// Verifies one embedded model by name: its pins (from the built-in manifest or the operator's
+/// `[models] manifest`), a clean scan of its weights and adapter, and, when `[models] signature`
+/// is set, a signed statement by a trusted key that vouches for every file. The server's
+/// re-verification runs the same function.
+pub fn verify_embedded(config: &Config, name: &str) -> Result<perimeter_runtime::VerifiedModel, LoadError> {
+    let failed = |source| LoadError::Verify { model: name.to_string(), source };
+    let manifest = perimeter_runtime::manifest(config.models.manifest.as_deref()).map_err(failed)?;
+    let entry =
+        manifest.model(name).map_err(|e| LoadError::Engine { model: name.to_string(), reason: e.to_string() })?;
+    match &config.models.signature {
+        None => verify(entry, &config.models.dir).map_err(failed),
+        Some(signature) => {
+            let (statement, keyid) =
+                perimeter_runtime::signed_statement(signature, &config.models.trusted_keys).map_err(failed)?;
+            let verified = perimeter_runtime::verify_signed(entry, &config.models.dir, &statement).map_err(failed)?;
+            tracing::info!(model = %name, %keyid, "embedded model vouched for by a signed manifest");
+            Ok(verified)
+        }
+    }
+}
+
 /// The embedder and (optionally) the chat model, each verified against its pin first.
 pub fn load_models(config: &Config, engines: Engines) -> Result<LoadedModels, LoadError> {
-    let manifest =
-        builtin_manifest().map_err(|e| LoadError::Engine { model: "manifest".into(), reason: e.to_string() })?;
-    let verified = |name: &str| -> Result<_, LoadError> {
-        let entry =
-            manifest.model(name).map_err(|e| LoadError::Engine { model: name.to_string(), reason: e.to_string() })?;
-        verify(entry, &config.models.dir).map_err(|source| LoadError::Verify { model: name.to_string(), source })
-    };
+    let verified = |name: &str| verify_embedded(config, name);
     let embedding = config.backends.iter().find(|b| b.profile.name == config.embedding_backend).ok_or_else(|| {
         LoadError::Engine { model: config.embedding_backend.clone(), reason: "not configured".into() }
     })?;
@@ -88,6 +142,7 @@ pub fn load_models(config: &Config, engines: Engines) -> Result<LoadedModels, Lo
                 threads: config.runtime.threads,
                 queue_depth: config.runtime.queue_depth,
                 gpu_layers: config.runtime.gpu_layers,
+                adapter_scale: config.models.adapter_scale,
             };
             Some(Arc::new(EmbeddedChat::load(EMBEDDED_BACKEND, &verified(&config.models.chat)?, &options)?))
         }
@@ -130,11 +185,26 @@ impl AppState {
     /// Loads everything the server needs. Fails (with a message naming the cause) rather than
     /// starting half-ready.
     pub fn load(config: Config, data_dir: &Path) -> Result<Self, StartError> {
-        let (embedder, chat) = load_models(&config, Engines::All)?;
+        Self::load_with(config, data_dir, false)
+    }
+
+    /// [`AppState::load`]; with `new_audit_segment`, an audit log that does not verify is
+    /// continued in a new, linked segment (the break stays on record) instead of refusing to start.
+    pub fn load_with(config: Config, data_dir: &Path, new_audit_segment: bool) -> Result<Self, StartError> {
+        // The audit log first: a server that cannot keep its record does not start.
+        let auditor = crate::audit::Auditor::open(data_dir, audit_options(&config, new_audit_segment))
+            .map_err(|e| StartError::Audit(e.to_string()))?;
+        let meter = crate::costs::Meter::new(&config, read_pricing_file(&config)?.as_deref()).map_err(StartError::Pricing)?;
+        crate::audit::record_policy(&auditor, &config);
+        let models = load_models(&config, Engines::All);
+        crate::audit::record_model_verification(&auditor, &config, models.as_ref().err());
+        let (embedder, chat) = models?;
         let chat =
             chat.ok_or_else(|| LoadError::Engine { model: config.models.chat.clone(), reason: "not loaded".into() })?;
         let index = open_index(data_dir, embedder.as_ref())?;
-        Ok(Self::new(config, data_dir, Arc::new(index), embedder, chat, Arc::new(Detector::new()?)))
+        let detector = Arc::new(Detector::new()?);
+        let parts = Parts { index: Arc::new(index), embedder, embedded_chat: chat, detector };
+        Ok(Self::assemble(config, data_dir, parts, &crate::adapters::build, Some((auditor, meter))))
     }
 
     /// Like [`AppState::new`] with an explicit factory for API and self-hosted adapters.
@@ -147,11 +217,45 @@ impl AppState {
         detector: Arc<Detector>,
         make_api: &ApiFactory<'_>,
     ) -> Self {
+        let parts = Parts { index, embedder, embedded_chat, detector };
+        Self::assemble(config, data_dir, parts, make_api, None)
+    }
+
+    /// The state from its parts. Without an opened audit log and meter (tests, benchmarks), they
+    /// are opened here; a log that cannot be opened refuses every request (fail closed).
+    fn assemble(
+        config: Config,
+        data_dir: &Path,
+        parts: Parts,
+        make_api: &ApiFactory<'_>,
+        opened: Option<(crate::audit::Auditor, crate::costs::Meter)>,
+    ) -> Self {
+        let Parts { index, embedder, embedded_chat, detector } = parts;
         for warning in perimeter_policy::lint(&config.policy) {
             tracing::warn!(%warning, "policy");
         }
         let backends = Backends::new(&config, Some(embedded_chat), embedder.clone(), make_api);
-        Self {
+        let (audit, meter) = match opened {
+            Some(both) => both,
+            None => {
+                let audit = match crate::audit::Auditor::open(data_dir, audit_options(&config, false)) {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::error!(error = %e, "the audit log could not be opened; requests will be refused");
+                        crate::audit::Auditor::unavailable(e.to_string())
+                    }
+                };
+                let meter = read_pricing_file(&config)
+                    .map_err(|e| e.to_string())
+                    .and_then(|text| crate::costs::Meter::new(&config, text.as_deref()))
+                    .unwrap_or_else(|e| {
+                        tracing::error!(error = %e, "the pricing could not be used; API requests are recorded without a cost");
+                        crate::costs::Meter::unpriced(&config)
+                    });
+                (audit, meter)
+            }
+        };
+        let state = Self {
             config: Arc::new(config),
             data_dir: data_dir.to_path_buf(),
             index,
@@ -159,6 +263,33 @@ impl AppState {
             backends: Arc::new(backends),
             detector,
             metrics: Arc::new(Metrics::default()),
+            keys: Arc::new(perimeter_auth::KeyStore::at(data_dir)),
+            audit: Arc::new(audit),
+            meter: Arc::new(meter),
+        };
+        state.seed_spend();
+        state
+    }
+
+    /// This month's spend per tenant, from the audit log's completion records, so budgets hold
+    /// across restarts.
+    fn seed_spend(&self) {
+        let Some(log) = self.audit.log() else { return };
+        let month = crate::costs::this_month();
+        let filter = perimeter_audit::Filter {
+            since: perimeter_audit::parse_time(&format!("{month}-01")),
+            kind: Some(perimeter_audit::RecordKind::Completion),
+            ..perimeter_audit::Filter::default()
+        };
+        match log.export(&filter) {
+            Ok(export) => {
+                for r in &export.records {
+                    if let (Some(tenant), Some(cost)) = (&r.tenant, r.cost.as_deref().and_then(perimeter_cost::Money::parse)) {
+                        self.meter.record(tenant, &month, cost);
+                    }
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "could not read this month's spend from the audit log"),
         }
     }
 

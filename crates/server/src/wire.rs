@@ -153,6 +153,36 @@ pub struct PerimeterInfo {
     pub citations: Vec<Citation>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub usage: Option<WireUsage>,
+    /// What the guards did; absent when no passage was quarantined or allowed with a flag and
+    /// nothing was redacted from the answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub guard: Option<GuardInfo>,
+    /// What the answer cost in USD (decimal string), from its usage and the backend's price;
+    /// absent before the answer, and when the backend's price is unknown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost: Option<String>,
+    /// The request's id in the audit log (its routing, completion or refusal records).
+    pub request_id: String,
+}
+
+/// `perimeter.guard`: passages with instruction-like content that were quarantined or used
+/// (`[guard] injection = "allow"`; dropped ones are only audited), and what the output guard
+/// redacted. Kinds and counts, never text.
+#[derive(Debug, Serialize)]
+pub struct GuardInfo {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub passages: Vec<GuardedPassage>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub redacted: BTreeMap<EntityKind, u32>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct GuardedPassage {
+    pub chunk_id: String,
+    pub document_id: String,
+    pub kinds: BTreeMap<perimeter_types::InjectionKind, u32>,
+    /// `quarantine` or `allow`.
+    pub action: &'static str,
 }
 
 /// Sensitive data in the request: in what the caller sent, and in the retrieved passages.

@@ -6,11 +6,12 @@
 //! the data, so a crash leaves either the old or the new state, never half of a document.
 //! The trait is SQL-shaped so a PostgreSQL/pgvector implementation can follow.
 
+pub mod audit_file;
 mod sqlite;
 
 use std::collections::BTreeMap;
 
-use perimeter_types::{AccessFilter, DocumentId, EntityKind, Level};
+use perimeter_types::{AccessFilter, DocumentId, EntityKind, InjectionKind, Level};
 use serde::Serialize;
 
 pub use sqlite::SqliteStore;
@@ -35,6 +36,9 @@ pub struct DocumentRecord {
     pub bytes: u64,
     pub pages: Option<u32>,
     pub chunk_count: u32,
+    /// Chunks with instruction-like content at ingestion; `None` for documents ingested before
+    /// the scan existed (schema version 2), until they are re-ingested.
+    pub flagged_chunks: Option<u32>,
     /// RFC 3339, UTC.
     pub ingested_at: String,
     pub pipeline_version: String,
@@ -54,6 +58,8 @@ pub struct NewChunk {
     pub token_count: u32,
     /// Sensitive data found in the chunk: kind → count.
     pub entities: BTreeMap<EntityKind, u32>,
+    /// Instruction-like content found in the chunk: kind → count.
+    pub injection: BTreeMap<InjectionKind, u32>,
     pub embedding: Vec<f32>,
 }
 
@@ -73,6 +79,8 @@ pub struct StoredChunk {
     pub page_end: Option<u32>,
     pub token_count: u32,
     pub entities: BTreeMap<EntityKind, u32>,
+    /// Instruction-like content flagged at ingestion (empty for chunks stored before the scan).
+    pub injection: BTreeMap<InjectionKind, u32>,
     pub tenant: String,
     pub source: String,
     pub title: String,

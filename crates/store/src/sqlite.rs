@@ -4,13 +4,14 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Mutex;
 
-use perimeter_types::{AccessFilter, DocumentId, EntityKind, Level};
+use perimeter_types::{AccessFilter, DocumentId, EntityKind, InjectionKind, Level};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use crate::{Changes, DocumentRecord, NewChunk, Store, StoreError, StoredChunk, VectorRow};
 
 /// 2 added detection results: `documents.level`, `documents.entities`, `chunks.entities`.
-const SCHEMA_VERSION: i64 = 2;
+/// 3 added instruction-like content: `chunks.injection`, `documents.flagged_chunks`.
+const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -30,7 +31,8 @@ CREATE TABLE IF NOT EXISTS documents (
     pages INTEGER,
     chunk_count INTEGER NOT NULL,
     ingested_at TEXT NOT NULL,
-    pipeline_version TEXT NOT NULL
+    pipeline_version TEXT NOT NULL,
+    flagged_chunks INTEGER
 );
 CREATE INDEX IF NOT EXISTS documents_tenant_source ON documents(tenant, source);
 CREATE TABLE IF NOT EXISTS chunks (
@@ -46,7 +48,8 @@ CREATE TABLE IF NOT EXISTS chunks (
     page_end INTEGER,
     token_count INTEGER NOT NULL,
     entities TEXT NOT NULL DEFAULT '{}',
-    embedding BLOB NOT NULL
+    embedding BLOB NOT NULL,
+    injection TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX IF NOT EXISTS chunks_document ON chunks(document_id, ordinal);
 CREATE TABLE IF NOT EXISTS changes (
@@ -56,8 +59,8 @@ CREATE TABLE IF NOT EXISTS changes (
 );
 ";
 
-const DOC_COLUMNS: &str = "id, tenant, source, collection, label, groups, title, format, content_sha256, bytes, pages, chunk_count, ingested_at, pipeline_version, level, entities";
-const CHUNK_COLUMNS: &str = "c.key, c.id, c.document_id, c.ordinal, c.text, c.heading, c.byte_start, c.byte_end, c.page_start, c.page_end, c.token_count, d.tenant, d.source, d.title, d.collection, d.label, d.groups, c.entities, d.level";
+const DOC_COLUMNS: &str = "id, tenant, source, collection, label, groups, title, format, content_sha256, bytes, pages, chunk_count, ingested_at, pipeline_version, level, entities, flagged_chunks";
+const CHUNK_COLUMNS: &str = "c.key, c.id, c.document_id, c.ordinal, c.text, c.heading, c.byte_start, c.byte_end, c.page_start, c.page_end, c.token_count, d.tenant, d.source, d.title, d.collection, d.label, d.groups, c.entities, d.level, c.injection";
 
 /// SQLite-backed `Store`. One connection behind a mutex: SQLite serialises writers anyway, and
 /// the store's reads are short.
@@ -113,6 +116,9 @@ impl SqliteStore {
                 let found = v.parse::<i64>().unwrap_or(-1);
                 if found == 1 {
                     migrate_v1_to_v2(&conn)?;
+                    migrate_v2_to_v3(&conn)?;
+                } else if found == 2 {
+                    migrate_v2_to_v3(&conn)?;
                 } else if found != SCHEMA_VERSION {
                     return Err(StoreError::Schema { found, expected: SCHEMA_VERSION });
                 }
@@ -140,6 +146,28 @@ fn migrate_v1_to_v2(conn: &Connection) -> Result<(), StoreError> {
          COMMIT;",
     )
     .map_err(db)
+}
+
+/// Version 2 stores had no injection scan. Their chunks start with no stored flags (retrieval
+/// scans every passage again anyway) and their documents with an unknown flagged-chunk count,
+/// until they are re-ingested.
+fn migrate_v2_to_v3(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute_batch(
+        "BEGIN;
+         ALTER TABLE documents ADD COLUMN flagged_chunks INTEGER;
+         ALTER TABLE chunks ADD COLUMN injection TEXT NOT NULL DEFAULT '{}';
+         UPDATE meta SET value = '3' WHERE key = 'schema_version';
+         COMMIT;",
+    )
+    .map_err(db)
+}
+
+fn parse_injection(s: &str) -> BTreeMap<InjectionKind, u32> {
+    serde_json::from_str(s).unwrap_or_default()
+}
+
+fn injection_json(e: &BTreeMap<InjectionKind, u32>) -> Result<String, StoreError> {
+    serde_json::to_string(e).map_err(|e| StoreError::Database(e.to_string()))
 }
 
 fn parse_entities(s: &str) -> BTreeMap<EntityKind, u32> {
@@ -184,6 +212,7 @@ fn doc_from_row(r: &Row<'_>) -> rusqlite::Result<DocumentRecord> {
         pipeline_version: r.get(13)?,
         level: level_or(r.get::<_, Option<String>>(14)?, label),
         entities: parse_entities(&r.get::<_, String>(15)?),
+        flagged_chunks: r.get::<_, Option<i64>>(16)?.map(|n| n as u32),
     })
 }
 
@@ -209,6 +238,7 @@ fn chunk_from_row(r: &Row<'_>) -> rusqlite::Result<StoredChunk> {
         groups: parse_groups(&r.get::<_, String>(16)?),
         entities: parse_entities(&r.get::<_, String>(17)?),
         level: level_or(r.get::<_, Option<String>>(18)?, label),
+        injection: parse_injection(&r.get::<_, String>(19)?),
     })
 }
 
@@ -276,7 +306,7 @@ impl Store for SqliteStore {
         tx.execute("DELETE FROM chunks WHERE document_id = ?1", [&doc.id.0]).map_err(db)?;
         let groups = serde_json::to_string(&doc.groups).map_err(|e| StoreError::Database(e.to_string()))?;
         tx.execute(
-            &format!("INSERT OR REPLACE INTO documents ({DOC_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"),
+            &format!("INSERT OR REPLACE INTO documents ({DOC_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"),
             params![
                 doc.id.0,
                 doc.tenant,
@@ -293,15 +323,16 @@ impl Store for SqliteStore {
                 doc.ingested_at,
                 doc.pipeline_version,
                 doc.level.as_str(),
-                entities_json(&doc.entities)?
+                entities_json(&doc.entities)?,
+                doc.flagged_chunks.map(i64::from)
             ],
         )
         .map_err(db)?;
         {
             let mut insert = tx
                 .prepare(
-                    "INSERT INTO chunks (id, document_id, ordinal, text, heading, byte_start, byte_end, page_start, page_end, token_count, embedding, entities)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                    "INSERT INTO chunks (id, document_id, ordinal, text, heading, byte_start, byte_end, page_start, page_end, token_count, embedding, entities, injection)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
                 )
                 .map_err(db)?;
             for c in chunks {
@@ -318,7 +349,8 @@ impl Store for SqliteStore {
                         c.page_end.map(i64::from),
                         i64::from(c.token_count),
                         vector_to_blob(&c.embedding),
-                        entities_json(&c.entities)?
+                        entities_json(&c.entities)?,
+                        injection_json(&c.injection)?
                     ])
                     .map_err(db)?;
             }
@@ -480,6 +512,7 @@ mod tests {
             pipeline_version: "1".into(),
             level: Level::Restricted,
             entities: BTreeMap::from([(EntityKind::Iban, 2)]),
+            flagged_chunks: Some(1),
         }
     }
 
@@ -495,6 +528,7 @@ mod tests {
             page_end: None,
             token_count: 2,
             entities: BTreeMap::from([(EntityKind::Iban, 1)]),
+            injection: BTreeMap::from([(InjectionKind::Override, 1)]),
             embedding: vec![0.5, -0.25, 1.0],
         }
     }
@@ -516,9 +550,11 @@ mod tests {
         assert_eq!(chunks[0].label, Level::Confidential);
         assert_eq!(chunks[0].entities, BTreeMap::from([(EntityKind::Iban, 1)]));
         assert_eq!(chunks[0].level, Level::Restricted);
+        assert_eq!(chunks[0].injection, BTreeMap::from([(InjectionKind::Override, 1)]));
         let doc_a = s.document(&DocumentId("a".into())).unwrap().unwrap();
         assert_eq!((doc_a.label, doc_a.level), (Level::Confidential, Level::Restricted));
         assert_eq!(doc_a.entities, BTreeMap::from([(EntityKind::Iban, 2)]));
+        assert_eq!(doc_a.flagged_chunks, Some(1));
         let vectors = s.document_vectors(&DocumentId("a".into())).unwrap();
         assert_eq!(vectors[0].embedding, vec![0.5, -0.25, 1.0]);
 
@@ -552,7 +588,7 @@ mod tests {
         {
             // A version-1 store: no detection columns.
             let conn = Connection::open(dir.path().join("store.sqlite3")).unwrap();
-            let v1 = SCHEMA
+            let v1 = v2_schema()
                 .replace("    level TEXT,\n    entities TEXT NOT NULL DEFAULT '{}',\n", "")
                 .replace("    entities TEXT NOT NULL DEFAULT '{}',\n", "");
             assert!(!v1.contains("entities"), "{v1}");
@@ -571,7 +607,71 @@ mod tests {
         assert!(old.entities.is_empty());
         s.replace_document(&doc("new", &[]), &[chunk("n0", 0)]).unwrap();
         drop(s);
-        assert_eq!(SqliteStore::open(dir.path()).unwrap().counts().unwrap(), (2, 1), "reopens as version 2");
+        assert_eq!(SqliteStore::open(dir.path()).unwrap().counts().unwrap(), (2, 1), "reopens as version 3");
+        assert!(old.flagged_chunks.is_none());
+    }
+
+    /// The schema as version 2 wrote it: no injection columns.
+    fn v2_schema() -> String {
+        let v2 = SCHEMA
+            .replace(",\n    flagged_chunks INTEGER\n", "\n")
+            .replace(",\n    injection TEXT NOT NULL DEFAULT '{}'\n", "\n");
+        assert!(!v2.contains("injection") && !v2.contains("flagged_chunks"), "{v2}");
+        v2
+    }
+
+    #[test]
+    fn version_2_stores_are_migrated_and_keep_their_data() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            // A version-2 store with a document and a chunk, as `make run` leaves a data dir.
+            let conn = Connection::open(dir.path().join("store.sqlite3")).unwrap();
+            conn.execute_batch(&v2_schema()).unwrap();
+            conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', '2')", []).unwrap();
+            conn.execute(
+                "INSERT INTO documents (id, tenant, source, collection, label, groups, title, format, content_sha256, bytes, pages, chunk_count, ingested_at, pipeline_version, level, entities)
+                 VALUES ('old', 'default', 'old.md', 'c', 'internal', '[]', 'Old', 'markdown', '', 1, NULL, 1, 't', 'perimeter-ingest/2', 'confidential', '{\"EMAIL\":1}')",
+                [],
+            )
+            .unwrap();
+            conn.execute(
+                "INSERT INTO chunks (id, document_id, ordinal, text, heading, byte_start, byte_end, page_start, page_end, token_count, entities, embedding)
+                 VALUES ('old0', 'old', 0, 'old text', NULL, 0, 8, NULL, NULL, 2, '{\"EMAIL\":1}', ?1)",
+                [vector_to_blob(&[1.0, 0.0])],
+            )
+            .unwrap();
+        }
+        let s = SqliteStore::open(dir.path()).unwrap();
+        let old = s.document(&DocumentId("old".into())).unwrap().unwrap();
+        assert_eq!(old.level, Level::Confidential);
+        assert_eq!(old.entities, BTreeMap::from([(EntityKind::Email, 1)]));
+        assert_eq!(old.flagged_chunks, None, "not scanned before version 3");
+        let chunks = s.document_chunks(&DocumentId("old".into())).unwrap();
+        assert_eq!(chunks.len(), 1);
+        assert_eq!(chunks[0].text, "old text");
+        assert!(chunks[0].injection.is_empty());
+        assert_eq!(s.document_vectors(&DocumentId("old".into())).unwrap()[0].embedding, vec![1.0, 0.0]);
+        s.replace_document(&doc("new", &[]), &[chunk("n0", 0)]).unwrap();
+        drop(s);
+        let s = SqliteStore::open(dir.path()).unwrap();
+        assert_eq!(s.counts().unwrap(), (2, 2), "reopens as version 3");
+        let version: String =
+            s.conn().query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |r| r.get(0)).unwrap();
+        assert_eq!(version, "3");
+        let new = s.document_chunks(&DocumentId("new".into())).unwrap();
+        assert_eq!(new[0].injection, BTreeMap::from([(InjectionKind::Override, 1)]));
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let conn = Connection::open(dir.path().join("store.sqlite3")).unwrap();
+            conn.execute_batch(SCHEMA).unwrap();
+            conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', '4')", []).unwrap();
+        }
+        let err = SqliteStore::open(dir.path()).err().unwrap();
+        assert!(matches!(err, StoreError::Schema { found: 4, expected: 3 }), "{err}");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 
 mod backend;
 mod entity;
+mod injection;
 mod level;
 mod retrieval;
 
@@ -14,6 +15,7 @@ pub use backend::{
     GenerationParams, Role, Timings, TokenSink, Usage,
 };
 pub use entity::{EntityKind, ParseEntityKindError};
+pub use injection::InjectionKind;
 pub use level::{Level, ParseLevelError};
 pub use retrieval::{
     AccessFilter, Citation, DocumentId, Passage, RetrievalError, RetrievalQuery, Retriever, DEFAULT_TENANT,

@@ -5,7 +5,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{EntityKind, Level};
+use crate::{EntityKind, InjectionKind, Level};
 
 /// The tenant every document and request belongs to until tenants are configured.
 pub const DEFAULT_TENANT: &str = "default";
@@ -81,6 +81,8 @@ pub struct Passage {
     pub level: Level,
     /// Sensitive data found in this passage: kind → count (never the values).
     pub entities: BTreeMap<EntityKind, u32>,
+    /// Instruction-like content flagged in this passage at ingestion: kind → count.
+    pub injection: BTreeMap<InjectionKind, u32>,
     pub text: String,
     pub score: f32,
 }

@@ -239,7 +239,7 @@ pub fn run(config: &Config, args: GatewayArgs) -> Result<i32> {
     // SAFETY-free in edition 2021: set before any thread reads the environment for it.
     std::env::set_var(key_var, "bench-key");
     let text = format!(
-        "[[backend]]\nname = \"upstream\"\nprovider = \"openai_compatible\"\nhosting = \"api\"\nmodel = \"{UPSTREAM_MODEL}\"\nbase_url = \"http://{upstream}/v1\"\napi_key_env = \"{key_var}\"\njurisdiction = \"eu\"\nretention = \"none\"\ntrains_on_data = false\n\n[[tenant]]\nname = \"default\"\nresidency = [\"eu\"]\n"
+        "[[backend]]\nname = \"upstream\"\nprovider = \"openai_compatible\"\nhosting = \"api\"\nmodel = \"{UPSTREAM_MODEL}\"\nbase_url = \"http://{upstream}/v1\"\napi_key_env = \"{key_var}\"\njurisdiction = \"eu\"\nretention = \"none\"\ntrains_on_data = false\n\n[[tenant]]\nname = \"default\"\nresidency = [\"eu\"]\n\n[limits]\nrequests_per_minute = 0\nmax_concurrent_requests = 0\n"
     );
     let mut bench_config = Config::parse(&text, "<bench gateway>")?;
     bench_config.models = config.models.clone();

@@ -156,11 +156,11 @@ impl<'a> Words<'a> {
 
 /// Bit `j` set when byte `j` of a block of up to 64 bytes is an ASCII letter or digit.
 fn alnum_mask(block: &[u8]) -> u64 {
-    let mut alnum = 0u64;
-    for (j, &b) in block.iter().enumerate() {
-        alnum |= u64::from(b.is_ascii_alphanumeric()) << j;
+    let mut flags = [0u8; 64];
+    for (f, &b) in flags.iter_mut().zip(block) {
+        *f = u8::from(b.is_ascii_alphanumeric());
     }
-    alnum
+    crate::scope::pack(&flags)
 }
 
 /// The first letters of `words`, as a set of [`letter_bit`]s.

@@ -24,11 +24,11 @@
 //!
 //! | kind | found by | kept when |
 //! |---|---|---|
-//! | EMAIL | address pattern; `jane dot doe at example dot com`, `(at)`/`[dot]` forms | not URL userinfo, SSH remote or `@2x.png` |
-//! | PHONE | digit runs with `+ - . ( )` and spaces | valid per libphonenumber metadata (UK/NANP without `+`); Ofcom drama ranges |
-//! | CREDIT_CARD | 13–19 digits, card grouping, mixed separators | Luhn + network prefix and length |
+//! | EMAIL | address pattern; `jane dot doe at example dot com`, `(at)`/`[dot]` forms; URL-encoded `jane%40example.com` | not URL userinfo, SSH remote or `@2x.png` |
+//! | PHONE | digit runs with `+ - . ( )` and spaces (a bracketed number without its brackets) | valid per libphonenumber metadata (UK/NANP without `+`, or a DE/FR/NL/BE/AT/CH/IE national mobile number with a phone word nearby or in French pairs); Ofcom drama ranges |
+//! | CREDIT_CARD | 13–19 digits, card grouping, mixed separators (a number printed after it, like an expiry, cut off at a group end) | Luhn + network prefix and length |
 //! | IBAN | country, check digits, groups of four | country length table + mod-97 |
-//! | SWIFT_BIC | 8/11 upper-case characters | ISO country + "BIC"/"SWIFT" or an IBAN nearby |
+//! | SWIFT_BIC | 8/11 upper-case characters | ISO country + "BIC"/"SWIFT" (also ISO 20022 `<BICFI>`) or an IBAN nearby; not a town before its postcode |
 //! | US_SSN, US_ITIN | 3-2-4 with dashes/spaces; 9 digits after "SSN"/"ITIN" | area/group/serial rules; ITIN groups |
 //! | UK_NINO | two letters, six digits, A–D | HMRC prefix rules |
 //! | UK_NHS | 3-3-4 or ten digits after "NHS" | mod-11 check digit |
@@ -37,8 +37,8 @@
 //! | MAC_ADDRESS | six octets with `:`/`-`, Cisco dotted | not all-zero or broadcast |
 //! | DATE_OF_BIRTH | numeric and written dates | within 30 bytes after DOB/born/date of birth or a FR/DE/ES/PL/NL/IT/PT cue; in a column named `dob`/`date_of_birth`… of a CSV/TSV/Markdown table, SQL `INSERT` or column list |
 //! | MEDICAL_RECORD_NUMBER | an ID with digits | after MRN/medical record/hospital number/patient ID (and IPP, Pat.-ID, NHC, historia clínica, nr historii choroby); `MRN…` values in a `patient_id`/`mrn` column |
-//! | MEDICAL_CONDITION | ICD-10 codes; condition names (English, FR, DE, ES, PL) | clinical words or each other nearby, an assessment line (`A:`), an ICD column header; not a service name ("Diabetes Clinic") or a questionnaire item answered no |
-//! | CRYPTO_WALLET | `1…`/`3…`, `bc1…`, `0x` + 40 hex | Base58Check (double SHA-256), bech32/bech32m, wallet words for Ethereum |
+//! | MEDICAL_CONDITION | ICD-10 codes; condition names (English, FR, DE, ES, PL) | clinical words (for a name: in its own paragraph) or each other nearby, an assessment line (`A:`), an ICD column header; not a service name ("Diabetes Clinic") or a questionnaire item answered no |
+//! | CRYPTO_WALLET | `1…`/`3…`, `bc1…`, `0x` + 40 hex | Base58Check (double SHA-256), bech32/bech32m; for Ethereum an EIP-55 mixed-case checksum (Keccak-256) or wallet words |
 //! | AWS/GitHub/Slack/Stripe/Google/OpenAI keys | fixed prefixes | length and alphabet; example keys scored 0.6 |
 //! | AWS_SECRET_KEY | 40 base64 characters | after an AWS secret key name or an access key id |
 //! | JWT | three base64url segments | header and payload decode to JSON objects, header has `alg` |

@@ -14,7 +14,7 @@ use std::borrow::Cow;
 use std::sync::OnceLock;
 
 use unicode_normalization::char::canonical_combining_class;
-use unicode_normalization::UnicodeNormalization;
+use unicode_normalization::{is_nfkc_quick, IsNormalized, UnicodeNormalization};
 
 use crate::scope::Runs;
 
@@ -86,6 +86,18 @@ impl<'a> NormalizedText<'a> {
                 end = at + i + d.len_utf8();
             }
             let start = text.len();
+            // Most clusters are one character that NFKC and the folds leave alone (`é`, `ß`,
+            // `ł`, a CJK ideograph): copied without running the normaliser's buffers.
+            if end == at + c.len_utf8()
+                && !is_invisible(c)
+                && fold(c) == c
+                && is_nfkc_quick(std::iter::once(c)) == IsNormalized::Yes
+            {
+                text.push(c);
+                pieces.push(Piece { start, end: text.len(), original: at, original_end: end, copied: false });
+                at = end;
+                continue;
+            }
             let mut base_ascii = None;
             for n in original[at..end].nfkc() {
                 if is_invisible(n) {
@@ -215,6 +227,9 @@ mod tests {
         check("\u{FB01}le", "file");
         check("12\u{2011}34\u{2013}5", "12-34-5");
         check("\u{200B}", "");
+        // Characters NFKC keeps are copied as they are (the quick path), next to ones it folds.
+        check("Zoë Müller, 東京 ł ß", "Zoë Müller, 東京 ł ß");
+        check("é４ñ\u{FB01}", "é4ñfi");
     }
 
     #[test]

@@ -109,10 +109,11 @@ pub(crate) fn find_in_lines<'t>(
 /// mask (a loop the compiler vectorises).
 pub(crate) fn positions_of(text: &str, x: u8, y: u8) -> impl Iterator<Item = usize> + '_ {
     text.as_bytes().chunks(64).enumerate().flat_map(move |(block, chunk)| {
-        let mut m = 0u64;
-        for (j, &b) in chunk.iter().enumerate() {
-            m |= (u64::from(b == x) | u64::from(b == y)) << j;
+        let mut flags = [0u8; 64];
+        for (f, &b) in flags.iter_mut().zip(chunk) {
+            *f = u8::from(b == x) | u8::from(b == y);
         }
+        let mut m = pack(&flags);
         std::iter::from_fn(move || {
             (m != 0).then(|| {
                 let j = m.trailing_zeros() as usize;
@@ -296,20 +297,33 @@ struct Block {
 
 impl Block {
     fn of(bytes: &[u8; 64]) -> Block {
-        let mut m = Block::default();
-        // `|`, not `||`: without branches the loop is vectorised.
+        // One flag byte per input byte (a loop the compiler vectorises), then packed to bits.
+        let (mut digit, mut capital, mut numeric, mut upper) = ([0u8; 64], [0u8; 64], [0u8; 64], [0u8; 64]);
         for (j, &b) in bytes.iter().enumerate() {
-            let digit = u64::from(b.wrapping_sub(b'0') < 10);
-            let capital = u64::from(b.wrapping_sub(b'A') < 26);
-            let space = u64::from(b == b' ') | u64::from(b == b'\t') | u64::from(b == b'.');
-            let sign = u64::from(b == b'-') | u64::from(b == b'(') | u64::from(b == b')') | u64::from(b == b'+');
-            m.digit |= digit << j;
-            m.capital |= capital << j;
-            m.numeric |= (digit | space | sign) << j;
-            m.upper |= (digit | capital | space) << j;
+            let d = u8::from(b.wrapping_sub(b'0') < 10);
+            let c = u8::from(b.wrapping_sub(b'A') < 26);
+            let space = u8::from(b == b' ') | u8::from(b == b'\t') | u8::from(b == b'.');
+            let sign = u8::from(b == b'-') | u8::from(b == b'(') | u8::from(b == b')') | u8::from(b == b'+');
+            digit[j] = d;
+            capital[j] = c;
+            numeric[j] = d | space | sign;
+            upper[j] = d | c | space;
         }
-        m
+        Block { digit: pack(&digit), capital: pack(&capital), numeric: pack(&numeric), upper: pack(&upper) }
     }
+}
+
+/// Packs 64 flag bytes (each 0 or 1) into a mask, bit `j` from byte `j`: eight bytes at a
+/// time, a multiply gathering their low bits into the top byte (the eight partial products
+/// land on distinct bits, so nothing carries).
+pub(crate) fn pack(flags: &[u8; 64]) -> u64 {
+    let mut m = 0u64;
+    for (k, chunk) in flags.chunks_exact(8).enumerate() {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        m |= (u64::from_le_bytes(word).wrapping_mul(0x0102_0408_1020_4080) >> 56) << (8 * k);
+    }
+    m
 }
 
 /// Bit masks of one block of 64 bytes for [`name_runs`].
@@ -325,19 +339,19 @@ struct NameBlock {
 
 impl NameBlock {
     fn of(bytes: &[u8; 64]) -> NameBlock {
-        let mut m = NameBlock::default();
+        let (mut alphabet, mut lower, mut upper, mut space) = ([0u8; 64], [0u8; 64], [0u8; 64], [0u8; 64]);
         for (j, &b) in bytes.iter().enumerate() {
-            let high = u64::from(b >= 0x80);
-            let lower = u64::from(b.wrapping_sub(b'a') < 26) | high;
-            let upper = u64::from(b.wrapping_sub(b'A') < 26) | high;
-            let space = u64::from(b == b' ');
-            let mark = u64::from(b == b'\'') | u64::from(b == b'-') | u64::from(b == b'.');
-            m.alphabet |= (lower | upper | space | mark) << j;
-            m.lower |= lower << j;
-            m.upper |= upper << j;
-            m.space |= space << j;
+            let high = u8::from(b >= 0x80);
+            let l = u8::from(b.wrapping_sub(b'a') < 26) | high;
+            let u = u8::from(b.wrapping_sub(b'A') < 26) | high;
+            let sp = u8::from(b == b' ');
+            let mark = u8::from(b == b'\'') | u8::from(b == b'-') | u8::from(b == b'.');
+            alphabet[j] = l | u | sp | mark;
+            lower[j] = l;
+            upper[j] = u;
+            space[j] = sp;
         }
-        m
+        NameBlock { alphabet: pack(&alphabet), lower: pack(&lower), upper: pack(&upper), space: pack(&space) }
     }
 }
 
@@ -454,6 +468,17 @@ pub(crate) mod tests {
 
     fn spans<'t>(t: &'t str, runs: &[Run]) -> Vec<&'t str> {
         runs.iter().map(|r| &t[r.start..r.end]).collect()
+    }
+
+    #[test]
+    fn pack_sets_bit_j_from_byte_j() {
+        let mut flags = [0u8; 64];
+        for j in [0, 7, 8, 31, 62, 63] {
+            flags[j] = 1;
+        }
+        assert_eq!(pack(&flags), (1 << 0) | (1 << 7) | (1 << 8) | (1 << 31) | (1 << 62) | (1 << 63));
+        assert_eq!(pack(&[1; 64]), u64::MAX);
+        assert_eq!(pack(&[0; 64]), 0);
     }
 
     #[test]

@@ -209,6 +209,109 @@ pub(crate) fn bitcoin_bech32(s: &str) -> bool {
     }
 }
 
+/// An Ethereum address (40 hex digits, without `0x`) in mixed case whose case spells its
+/// EIP-55 checksum: a letter is upper case exactly when the matching nibble of
+/// Keccak-256(lower-case address) is 8 or more. One case throughout carries no checksum.
+pub(crate) fn eip55(hex: &str) -> bool {
+    let b = hex.as_bytes();
+    if b.len() != 40 || !b.iter().all(u8::is_ascii_hexdigit) {
+        return false;
+    }
+    if !(b.iter().any(u8::is_ascii_lowercase) && b.iter().any(u8::is_ascii_uppercase)) {
+        return false;
+    }
+    let hash = keccak256(&b.to_ascii_lowercase());
+    b.iter().enumerate().all(|(i, c)| {
+        let nibble = if i % 2 == 0 { hash[i / 2] >> 4 } else { hash[i / 2] & 0x0f };
+        !c.is_ascii_alphabetic() || c.is_ascii_uppercase() == (nibble >= 8)
+    })
+}
+
+/// Keccak-256 as Ethereum uses it (the original Keccak padding, not SHA-3's), for inputs of at
+/// most one block (135 bytes); longer input is cut there (only 40-byte addresses are hashed).
+fn keccak256(input: &[u8]) -> [u8; 32] {
+    const RATE: usize = 136;
+    let mut block = [0u8; RATE];
+    let n = input.len().min(RATE - 1);
+    block[..n].copy_from_slice(&input[..n]);
+    block[n] ^= 0x01;
+    block[RATE - 1] ^= 0x80;
+    let mut state = [0u64; 25];
+    for (lane, chunk) in state.iter_mut().zip(block.chunks_exact(8)) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        *lane ^= u64::from_le_bytes(word);
+    }
+    keccak_f1600(&mut state);
+    let mut out = [0u8; 32];
+    for (chunk, lane) in out.chunks_exact_mut(8).zip(state) {
+        chunk.copy_from_slice(&lane.to_le_bytes());
+    }
+    out
+}
+
+/// The Keccak-f[1600] permutation (24 rounds).
+fn keccak_f1600(st: &mut [u64; 25]) {
+    const RC: [u64; 24] = [
+        0x0000_0000_0000_0001,
+        0x0000_0000_0000_8082,
+        0x8000_0000_0000_808a,
+        0x8000_0000_8000_8000,
+        0x0000_0000_0000_808b,
+        0x0000_0000_8000_0001,
+        0x8000_0000_8000_8081,
+        0x8000_0000_0000_8009,
+        0x0000_0000_0000_008a,
+        0x0000_0000_0000_0088,
+        0x0000_0000_8000_8009,
+        0x0000_0000_8000_000a,
+        0x0000_0000_8000_808b,
+        0x8000_0000_0000_008b,
+        0x8000_0000_0000_8089,
+        0x8000_0000_0000_8003,
+        0x8000_0000_0000_8002,
+        0x8000_0000_0000_0080,
+        0x0000_0000_0000_800a,
+        0x8000_0000_8000_000a,
+        0x8000_0000_8000_8081,
+        0x8000_0000_0000_8080,
+        0x0000_0000_8000_0001,
+        0x8000_0000_8000_8008,
+    ];
+    const ROT: [u32; 24] = [1, 3, 6, 10, 15, 21, 28, 36, 45, 55, 2, 14, 27, 41, 56, 8, 25, 43, 62, 18, 39, 61, 20, 44];
+    const PI: [usize; 24] = [10, 7, 11, 17, 18, 3, 5, 16, 8, 21, 24, 4, 15, 23, 19, 13, 12, 2, 20, 14, 22, 9, 6, 1];
+    for rc in RC {
+        // Theta.
+        let mut c = [0u64; 5];
+        for (x, cx) in c.iter_mut().enumerate() {
+            *cx = st[x] ^ st[x + 5] ^ st[x + 10] ^ st[x + 15] ^ st[x + 20];
+        }
+        for x in 0..5 {
+            let d = c[(x + 4) % 5] ^ c[(x + 1) % 5].rotate_left(1);
+            for y in 0..5 {
+                st[5 * y + x] ^= d;
+            }
+        }
+        // Rho and pi.
+        let mut carried = st[1];
+        for (&j, &r) in PI.iter().zip(&ROT) {
+            let next = st[j];
+            st[j] = carried.rotate_left(r);
+            carried = next;
+        }
+        // Chi.
+        for y in 0..5 {
+            let mut row = [0u64; 5];
+            row.copy_from_slice(&st[5 * y..5 * y + 5]);
+            for x in 0..5 {
+                st[5 * y + x] = row[x] ^ (!row[(x + 1) % 5] & row[(x + 2) % 5]);
+            }
+        }
+        // Iota.
+        st[0] ^= rc;
+    }
+}
+
 /// Shannon entropy of the bytes of `s`, in bits per byte.
 pub(crate) fn entropy(s: &str) -> f64 {
     if s.is_empty() {
@@ -293,6 +396,26 @@ mod tests {
         assert!(bitcoin_bech32("bc1p0xlxvlhemja6c4dqv22uapctqupfhlxm9h8z3k2e72q4k9hcz7vqzk5jj0"));
         assert!(!bitcoin_bech32("bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdr"));
         assert!(!bitcoin_bech32("bc1Qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq"));
+    }
+
+    #[test]
+    fn ethereum_checksums() {
+        let empty: String = keccak256(b"").iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(empty, "c5d2460186f7233c927e7db2dcc703c0e500b653ca82273b7bfad8045d85a470");
+        // The EIP-55 specification's examples.
+        for ok in [
+            "5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed",
+            "fB6916095ca1df60bB79Ce92cE3Ea74c37c5d359",
+            "dbF03B407c01E7cD3CBea99509d93f8DDDC8C6FB",
+            "D1220A0cf47c7B9Be7A2E6BA89F429762e7b9aDb",
+        ] {
+            assert!(eip55(ok), "{ok}");
+        }
+        // One letter's case flipped; one case throughout; not 40 hex digits.
+        assert!(!eip55("5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAeD"));
+        assert!(!eip55("5aaeb6053f3e94c9b9a09f33669435e7ef1beaed"));
+        assert!(!eip55("5AAEB6053F3E94C9B9A09F33669435E7EF1BEAED"));
+        assert!(!eip55("5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAe"));
     }
 
     #[test]

@@ -60,6 +60,8 @@ impl Histogram {
 pub struct Metrics {
     /// (route, status) → count.
     requests: Mutex<BTreeMap<(String, u16), u64>>,
+    /// Spend by (tenant, backend).
+    spend: Mutex<BTreeMap<(String, String), perimeter_cost::Money>>,
     pub prompt_tokens: AtomicU64,
     pub completion_tokens: AtomicU64,
     pub embedding_tokens: AtomicU64,
@@ -88,6 +90,13 @@ impl Metrics {
     }
 
     /// Counts one access decision.
+    /// Adds a request's cost to the spend counter of (tenant, backend).
+    pub fn spend(&self, tenant: &str, backend: &str, cost: perimeter_cost::Money) {
+        let mut spend = self.spend.lock().unwrap_or_else(|p| p.into_inner());
+        let slot = spend.entry((tenant.to_string(), backend.to_string())).or_insert(perimeter_cost::Money::ZERO);
+        *slot = *slot + cost;
+    }
+
     pub fn decision(&self, routed: bool) {
         let c = if routed { &self.decisions_routed } else { &self.decisions_denied };
         c.fetch_add(1, Ordering::Relaxed);
@@ -98,6 +107,15 @@ impl Metrics {
         out.push_str("# HELP perimeter_http_requests_total HTTP requests by route and status.\n# TYPE perimeter_http_requests_total counter\n");
         for ((route, status), n) in self.requests.lock().unwrap_or_else(|p| p.into_inner()).iter() {
             let _ = writeln!(out, "perimeter_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}");
+        }
+        out.push_str("# HELP perimeter_spend_usd_total Cost of answered requests in USD since start-up, by tenant and backend (exact decimals; the audit log holds the record).\n# TYPE perimeter_spend_usd_total counter\n");
+        for ((tenant, backend), usd) in self.spend.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            let _ = writeln!(
+                out,
+                "perimeter_spend_usd_total{{tenant=\"{}\",backend=\"{}\"}} {usd}",
+                label(tenant),
+                label(backend)
+            );
         }
         let counter = |out: &mut String, name: &str, help: &str, v: u64| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
@@ -149,4 +167,9 @@ impl Metrics {
         );
         out
     }
+}
+
+/// A label value in the exposition format: backslash, quote and newline escaped.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }

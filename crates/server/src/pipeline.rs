@@ -491,6 +491,7 @@ pub async fn execute(
                 let month = crate::costs::this_month();
                 if let Some(c) = cost {
                     state.meter.record(&prepared.ctx.tenant, &month, c);
+                    state.metrics.spend(&prepared.ctx.tenant, &target.name, c);
                 }
                 let mut r = completion_record(state, prepared, &target, "ok", called);
                 r.tokens_in = Some(u64::from(outcome.usage.prompt_tokens));

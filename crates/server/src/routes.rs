@@ -594,6 +594,7 @@ pub async fn embeddings(
     let cost = state.meter.cost(target.index, &usage);
     if let Some(c) = cost {
         state.meter.record(&principal.tenant, &crate::costs::this_month(), c);
+        state.metrics.spend(&principal.tenant, &target.name, c);
     }
     done.outcome = Some("ok".into());
     done.tokens_in = Some(u64::from(embedded.prompt_tokens));

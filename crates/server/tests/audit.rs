@@ -188,6 +188,13 @@ async fn a_routed_request_is_on_record_before_and_after_with_its_exact_cost() {
     let (status, audit) = call(&state, "GET", "/v1/audit?kind=decision&backend=api-eu", None).await;
     assert_eq!(status, StatusCode::OK, "{audit}");
     assert_eq!(audit["data"].as_array().unwrap().len(), 3);
+    let (status, metrics) = call(&state, "GET", "/metrics", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let metrics = metrics.as_str().unwrap().to_string();
+    assert!(
+        metrics.contains("perimeter_spend_usd_total{tenant=\"default\",backend=\"api-eu\"} 0.000144"),
+        "{metrics}"
+    );
     let (status, bad) = call(&state, "GET", "/v1/audit?kind=whatever", None).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
     let (status, _) = call(&state, "GET", "/v1/costs?group_by=colour", None).await;

@@ -15,6 +15,12 @@ use crate::{DetectError, Finding, NormalizedText, Recognizer};
 pub(super) fn add(all: &mut Vec<Box<dyn Recognizer>>) -> Result<(), DetectError> {
     all.push(Box::new(Email::new()?));
     all.push(Box::new(ObfuscatedEmail::new()?));
+    all.push(Box::new(EncodedEmail {
+        re: compile(
+            "email-url-encoded",
+            r"[A-Za-z0-9._+\-]+%40[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?)*\.[A-Za-z]{2,24}\b",
+        )?,
+    }));
     all.push(Box::new(Ipv4::new()?));
     all.push(Box::new(Ipv6::new()?));
     all.push(Box::new(Mac::new()?));
@@ -78,6 +84,35 @@ fn is_retina_image(domain: &str) -> bool {
     scale.ends_with('x')
         && scale[..scale.len() - 1].bytes().all(|b| b.is_ascii_digit())
         && matches!(ext.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg" | "gif" | "svg" | "webp")
+}
+
+/// An address URL-encoded in a query string or log line: `jane.doe%40example.com`.
+struct EncodedEmail {
+    re: Regex,
+}
+
+impl Recognizer for EncodedEmail {
+    fn name(&self) -> &'static str {
+        "email-url-encoded"
+    }
+    fn kinds(&self) -> &[EntityKind] {
+        &[EntityKind::Email]
+    }
+    fn triggers(&self) -> &[&'static str] {
+        &["%40[A-Za-z0-9]"]
+    }
+    fn find(&self, text: &NormalizedText<'_>, out: &mut Vec<Finding>) {
+        let t = text.as_str();
+        for m in self.re.find_iter(t) {
+            let local = &m.as_str()[..m.as_str().find("%40").unwrap_or(0)];
+            // The local part starts at a letter or digit ("=.jo%40…" starts at "jo").
+            let lead = local.len() - local.trim_start_matches(['.', '-', '+', '_']).len();
+            if local.len() - lead == 0 || local.len() - lead > 64 {
+                continue;
+            }
+            out.push(finding(EntityKind::Email, m.start() + lead, m.end(), 0.9, &["email-format", "url-encoded"]));
+        }
+    }
 }
 
 /// `jane dot doe at example dot com`, `jane(at)example(dot)com`, `jane [at] example [dot] com`.

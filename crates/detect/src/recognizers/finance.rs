@@ -8,14 +8,20 @@ use regex::{Match, Regex};
 use super::{byte_at, compile, continues_token, finding, group_lengths, Digits};
 use crate::context::{after, before, near};
 use crate::scope::find_in_runs;
-use crate::validate::{bitcoin_base58, bitcoin_bech32, card_network_ok, iban_length, iban_ok, iso_country, luhn};
+use crate::validate::{
+    bitcoin_base58, bitcoin_bech32, card_network_ok, eip55, iban_length, iban_ok, iso_country, luhn,
+};
 use crate::{DetectError, Finding, NormalizedText, Recognizer};
 
 pub(super) fn add(all: &mut Vec<Box<dyn Recognizer>>) -> Result<(), DetectError> {
     let iban = compile("iban", IBAN)?;
     all.push(Box::new(CreditCard { re: compile("credit-card", r"\b[0-9](?:[ \-]?[0-9]){12,18}\b")? }));
     all.push(Box::new(Iban { re: iban.clone() }));
-    all.push(Box::new(SwiftBic { re: compile("swift-bic", r"\b[A-Z]{6}[A-Z0-9]{2}(?:[A-Z0-9]{3})?\b")?, iban }));
+    all.push(Box::new(SwiftBic {
+        re: compile("swift-bic", r"\b[A-Z]{6}[A-Z0-9]{2}(?:[A-Z0-9]{3})?\b")?,
+        iban,
+        postcode_after: compile("swift-bic", r"\A[ \t]+(?:[A-Z]{1,2}[0-9][A-Z0-9]?[ \t]?[0-9][A-Z]{2}|[0-9]{4,5})\b")?,
+    }));
     all.push(Box::new(CryptoWallet {
         base58: compile("crypto-wallet", r"\b[13][1-9A-HJ-NP-Za-km-z]{25,34}\b")?,
         bech32: compile("crypto-wallet", r"\b(?:bc1|BC1)[02-9ac-hj-np-zAC-HJ-NP-Z]{11,87}\b")?,
@@ -46,19 +52,37 @@ impl Recognizer for CreditCard {
             }
             // Separated numbers are printed in card groups: a first group of four, then groups
             // of three to seven (4-4-4-4, 4-6-5, 4-6-4, 4-4-5).
-            let groups: Vec<usize> = group_lengths(m.as_str()).collect();
-            let grouped = groups.len() > 1;
-            if grouped && (groups[0] != 4 || groups[1..].iter().any(|g| !(3..=7).contains(g))) {
-                continue;
+            let s = m.as_str();
+            if let Some(end) = card_end(s) {
+                let score = if s[..end].contains([' ', '-']) { 0.9 } else { 0.85 };
+                out.push(finding(EntityKind::CreditCard, m.start(), m.start() + end, score, &["luhn", "iin"]));
             }
-            let Some(d) = Digits::of(m.as_str()) else { continue };
-            if !luhn(d.as_slice()) || !card_network_ok(d.as_slice()) {
-                continue;
-            }
-            let score = if grouped { 0.9 } else { 0.85 };
-            out.push(finding(EntityKind::CreditCard, m.start(), m.end(), score, &["luhn", "iin"]));
         }
     }
+}
+
+/// The end of the card number that `s` (a match of digits and single separators) is or starts
+/// with: all of it, or else its first groups, when what follows is another number printed
+/// after the card ("4111 1111 1111 1111 03 28" holds an expiry). `None` when no such prefix
+/// is a card.
+fn card_end(s: &str) -> Option<usize> {
+    let valid = |part: &str| {
+        // Separated numbers are printed in card groups: a first group of four, then groups of
+        // three to seven (4-4-4-4, 4-6-5, 4-6-4, 4-4-5).
+        let groups: Vec<usize> = group_lengths(part).collect();
+        if groups.len() > 1 && (groups[0] != 4 || groups[1..].iter().any(|g| !(3..=7).contains(g))) {
+            return false;
+        }
+        Digits::of(part)
+            .is_some_and(|d| d.as_slice().len() >= 13 && luhn(d.as_slice()) && card_network_ok(d.as_slice()))
+    };
+    if valid(s) {
+        return Some(s.len());
+    }
+    // Group ends, longest first; a cut needs at least two whole groups of card shape.
+    let mut cuts: Vec<usize> = s.match_indices([' ', '-']).map(|(i, _)| i).collect();
+    cuts.reverse();
+    cuts.into_iter().find(|&cut| valid(&s[..cut]))
 }
 
 /// Two letters, two check digits, then the basic bank account number, compact or in groups of four.
@@ -118,7 +142,12 @@ impl Recognizer for Iban {
 struct SwiftBic {
     re: Regex,
     iban: Regex,
+    /// A UK postcode or a 4–5 digit postal code right after the match, on its line.
+    postcode_after: Regex,
 }
+
+/// Words that say a code is a BIC, including ISO 20022 element names.
+const BIC_WORDS: &[&str] = &["bic", "swift", "swift code", "bic code", "bicfi", "anybic", "bicorbei"];
 
 impl Recognizer for SwiftBic {
     fn name(&self) -> &'static str {
@@ -128,7 +157,7 @@ impl Recognizer for SwiftBic {
         &[EntityKind::SwiftBic]
     }
     fn triggers(&self) -> &[&'static str] {
-        &[r"(?i)\b(?:bic|swift)\b", r"\b[A-Z]{2}[0-9]{2}[ ]?[A-Z0-9]{4}"]
+        &[r"(?i)\b(?:bic|swift|bicfi|anybic|bicorbei)\b", r"\b[A-Z]{2}[0-9]{2}[ ]?[A-Z0-9]{4}"]
     }
     fn find(&self, text: &NormalizedText<'_>, out: &mut Vec<Finding>) {
         let t = text.as_str();
@@ -139,7 +168,12 @@ impl Recognizer for SwiftBic {
             }
             // Ordinary upper-case words have this shape too ("HOSPITAL"): demand "BIC"/"SWIFT"
             // nearby or an IBAN next to it.
-            let evidence = if near(t, m.start(), m.end(), &["bic", "swift", "swift code", "bic code"]) {
+            // A town in capitals before its postcode ("KIRKWALL KW15 1AA") has the shape too.
+            if self.postcode_after.is_match(&t[m.end()..]) {
+                continue;
+            }
+            // ISO 20022 messages wrap the code in an element named for it (`<BICFI>`).
+            let evidence = if near(t, m.start(), m.end(), BIC_WORDS) {
                 "context:bic"
             } else if [before(t, m.start(), 80), after(t, m.end(), 80)]
                 .into_iter()
@@ -182,12 +216,16 @@ impl Recognizer for CryptoWallet {
                 out.push(finding(EntityKind::CryptoWallet, m.start(), m.end(), 0.95, &["bech32"]));
             }
         }
-        // Ethereum addresses have no checksum unless mixed-case EIP-55 (which needs Keccak):
-        // demand wallet context.
-        const ETH_WORDS: &[&str] =
-            &["wallet", "eth", "ethereum", "address", "metamask", "erc20", "erc-20", "ether", "send", "usdt", "usdc"];
+        // An Ethereum address in mixed case carries an EIP-55 checksum (a random hex string
+        // passes one time in 2^(letters)); in one case it has none, so it needs wallet context.
+        const ETH_WORDS: &[&str] = &[
+            "wallet", "eth", "ethereum", "address", "metamask", "erc20", "erc-20", "ether", "send", "usdt", "usdc",
+            "crypto",
+        ];
         for m in self.eth.find_iter(t) {
-            if near(t, m.start(), m.end(), ETH_WORDS) {
+            if eip55(&m.as_str()[2..]) {
+                out.push(finding(EntityKind::CryptoWallet, m.start(), m.end(), 0.95, &["eip55"]));
+            } else if near(t, m.start(), m.end(), ETH_WORDS) {
                 out.push(finding(EntityKind::CryptoWallet, m.start(), m.end(), 0.8, &["context:wallet"]));
             }
         }

@@ -304,7 +304,7 @@ impl Recognizer for MedicalCondition {
             if service_name(t, end) || answered_no(t, start, end) {
                 continue;
             }
-            let evidence = if near(t, start, end, CLINICAL_WORDS) {
+            let evidence = if near_in_paragraph(t, start, end, CLINICAL_WORDS) {
                 "context:clinical"
             } else if within_window(&icds, start, end) {
                 "context:icd10"
@@ -317,6 +317,23 @@ impl Recognizer for MedicalCondition {
             out.push(finding(EntityKind::MedicalCondition, start, end, 0.7, &["condition-list", evidence]));
         }
     }
+}
+
+/// A clinical word within [`WINDOW`] bytes of a condition name, in its own paragraph: a leaflet's
+/// "…without needing to see a GP:" followed by a blank line and a list of conditions it
+/// treats speaks of no patient.
+fn near_in_paragraph(t: &str, start: usize, end: usize, words: &[&'static str]) -> bool {
+    let prev = before(t, start, WINDOW);
+    let prev = match prev.rfind("\n\n").or_else(|| prev.rfind("\n\r\n")) {
+        Some(i) => &prev[i..],
+        None => prev,
+    };
+    let next = after(t, end, WINDOW);
+    let next = match next.find("\n\n").or_else(|| next.find("\n\r\n")) {
+        Some(i) => &next[..i],
+        None => next,
+    };
+    find_word(prev, words).is_some() || find_word(next, words).is_some()
 }
 
 /// One of the sorted, disjoint `spans` lies within [`WINDOW`] bytes of `start..end`.

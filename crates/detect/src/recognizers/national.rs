@@ -127,11 +127,13 @@ impl Recognizer for UkNhs {
                 continue;
             }
             // NHS numbers are printed 3-3-4 with spaces; dashes are also how US phone numbers
-            // look, and ten bare digits are anything without "NHS" before them.
+            // look, and ten bare digits are anything without "NHS" before them. After "NHS" a
+            // dashed or bare number is one, and outranks the phone number it also is.
+            let labelled = find_word(before(t, m.start(), WINDOW), &["nhs"]).is_some();
             let (score, evidence): (f32, &[&'static str]) = match sep {
                 b' ' => (0.8, &["mod11"]),
+                _ if labelled => (0.8, &["mod11", "context:nhs"]),
                 b'-' => (0.6, &["mod11"]),
-                _ if find_word(before(t, m.start(), WINDOW), &["nhs"]).is_some() => (0.8, &["mod11", "context:nhs"]),
                 _ => continue,
             };
             out.push(finding(EntityKind::UkNhs, m.start(), m.end(), score, evidence));

@@ -11,7 +11,9 @@
 //! length.
 //!
 //! Numbers without `+` are read as UK (trunk `0`) or North American (10 digits, or 11 starting
-//! with `1`) numbers. Ofcom's drama ranges (07700 900xxx …), reserved for fiction and common in
+//! with `1`) numbers; a trunk-`0` number that is not a UK one may still be the national mobile
+//! number of another European plan ([`TRUNK_ZERO_MOBILE`]), accepted only with a phone word nearby
+//! or in the French five-pair layout. Ofcom's drama ranges (07700 900xxx …), reserved for fiction and common in
 //! synthetic records, are accepted with their own evidence.
 
 use std::collections::HashMap;
@@ -62,6 +64,7 @@ impl Pattern {
 struct Region {
     general: Pattern,
     types: Vec<Pattern>,
+    mobile: Option<Pattern>,
     national_prefix: Option<String>,
 }
 
@@ -81,12 +84,17 @@ impl Region {
             d.uan(),
             d.voicemail(),
         ];
+        let mobile = d.mobile().and_then(|t| Pattern::new(t, &general.lengths));
         let types = kinds.into_iter().flatten().filter_map(|t| Pattern::new(t, &general.lengths)).collect();
-        Some(Region { general, types, national_prefix: meta.national_prefix().map(str::to_owned) })
+        Some(Region { general, types, mobile, national_prefix: meta.national_prefix().map(str::to_owned) })
     }
 
     fn valid(&self, nsn: &str) -> bool {
         self.general.matches(nsn) && self.types.iter().any(|t| t.matches(nsn))
+    }
+
+    fn valid_mobile(&self, nsn: &str) -> bool {
+        self.general.matches(nsn) && self.mobile.as_ref().is_some_and(|t| t.matches(nsn))
     }
 }
 
@@ -118,6 +126,11 @@ impl Countries {
         })
     }
 
+    /// The national significant number is a valid mobile number in some region with this code.
+    fn valid_mobile(&self, code: u16, nsn: &str) -> bool {
+        self.regions(code).iter().any(|r| r.valid_mobile(nsn))
+    }
+
     /// Splits `+digits` into a calling code (1-3 digits; no code is a prefix of another) and
     /// the rest.
     fn split<'d>(&self, digits: &'d str) -> Option<(u16, &'d str)> {
@@ -141,6 +154,9 @@ impl Phone {
         // request.
         countries.regions(UK);
         countries.regions(NANP);
+        for code in TRUNK_ZERO_MOBILE {
+            countries.regions(code);
+        }
         Ok(Phone {
             re: compile("phone", r"(?:\+[ \t]?[0-9]|\(|\b[0-9])[0-9 .\-()]{5,24}[0-9]\b")?,
             // A date anywhere in the run ("2025-10-11 12:30" gives "2025-10-11 12").
@@ -169,7 +185,12 @@ impl Phone {
             };
         }
         if let Some(nsn) = digits.strip_prefix('0') {
-            return uk(nsn);
+            return uk(nsn).or_else(|| {
+                TRUNK_ZERO_MOBILE
+                    .iter()
+                    .any(|&code| self.countries.valid_mobile(code, nsn))
+                    .then_some("libphonenumber-national-mobile")
+            });
         }
         let nsn = if digits.len() == 11 { digits.strip_prefix('1')? } else { digits };
         (nsn.len() == 10 && self.countries.valid(NANP, nsn)).then_some("libphonenumber")
@@ -185,6 +206,26 @@ fn ofcom_drama(nsn: &str) -> bool {
         "1614960", "1914980", "2079460", "2896496", "2920180", "1632960", "7700900", "8081570", "9098790", "3069990",
     ];
     nsn.len() == 10 && RANGES.iter().any(|r| nsn.starts_with(r))
+}
+
+/// European plans that also dial a trunk `0` at home (Germany, France, the Netherlands,
+/// Belgium, Austria, Switzerland, Ireland). A national number that is not a UK one is accepted
+/// when it is a valid *mobile* number of one of them, and only with a phone word nearby or in
+/// the French five-pair layout (`06 12 34 56 78`), which other numbers rarely take.
+const TRUNK_ZERO_MOBILE: [u16; 7] = [49, 33, 31, 32, 43, 41, 353];
+
+/// Phone words in the languages of [`TRUNK_ZERO_MOBILE`] (and English).
+#[rustfmt::skip]
+const NATIONAL_PHONE_WORDS: &[&str] = &[
+    "phone", "tel", "telephone", "mobile", "mob", "cell", "whatsapp", "sms", "contact", "call",
+    "handy", "handynummer", "mobil", "mobilnummer", "telefon", "telefonnummer", "rufnummer", "tél", "téléphone",
+    "portable", "mobiel", "telefoon", "telefoonnummer", "gsm", "fon",
+];
+
+/// `0X XX XX XX XX`: the French way of writing a ten-digit number.
+fn french_pairs(s: &str) -> bool {
+    let groups: Vec<usize> = group_lengths(s).collect();
+    s.starts_with('0') && groups == [2, 2, 2, 2, 2]
 }
 
 /// Words that make ten bare digits a phone number ("call" and "contact" are too common in code).
@@ -212,7 +253,14 @@ impl Recognizer for Phone {
         let t = text.as_str();
         // A number needs seven digits (checked below), all in one run.
         for m in find_in_runs(&self.re, t, &text.runs().numeric, 7, |r| r.digits >= 7) {
-            let s = m.as_str();
+            // "(020 7946 0958)": a number in brackets ends before the closing one, which the
+            // match (ending on a digit) leaves out; the opening one is not part of it.
+            let bracketed = m.as_str().starts_with('(')
+                && !m.as_str().contains(')')
+                && t.as_bytes().get(m.end()) == Some(&b')')
+                && m.as_str()[1..].starts_with(|c: char| c.is_ascii_digit());
+            let start = if bracketed { m.start() + 1 } else { m.start() };
+            let s = &t[start..m.end()];
             // "+44 (0)20 …": the bracketed trunk zero is not dialled from abroad. A match is at
             // most 28 bytes, so both fit on the stack.
             let mut dialled_buf = [0u8; 32];
@@ -233,7 +281,7 @@ impl Recognizer for Phone {
                 }
                 n += 1;
             }
-            if !(7..=15).contains(&n) || continues_token(t, m.start(), m.end()) {
+            if !(7..=15).contains(&n) || continues_token(t, start, m.end()) {
                 continue;
             }
             let digits = std::str::from_utf8(&digit_buf[..n]).unwrap_or("");
@@ -261,7 +309,7 @@ impl Recognizer for Phone {
                 continue;
             }
             // A digit group glued to a longer digit run before it.
-            if byte_before(t, m.start()).is_some_and(|b| b.is_ascii_digit()) {
+            if byte_before(t, start).is_some_and(|b| b.is_ascii_digit()) {
                 continue;
             }
             if s.bytes().filter(|b| matches!(b, b'.' | b'/' | b'-')).count() >= 2 && self.date.is_match(s) {
@@ -274,15 +322,22 @@ impl Recognizer for Phone {
             // Ten bare digits are as often an integer (2147483648) as a North American number:
             // only with a phone word nearby.
             let bare = s.bytes().all(|b| b.is_ascii_digit());
-            if bare && !international && !digits.starts_with('0') && !near(t, m.start(), m.end(), BARE_PHONE_WORDS) {
+            if bare && !international && !digits.starts_with('0') && !near(t, start, m.end(), BARE_PHONE_WORDS) {
+                continue;
+            }
+            if evidence == "libphonenumber-national-mobile"
+                && !french_pairs(s)
+                && !near(t, start, m.end(), NATIONAL_PHONE_WORDS)
+            {
                 continue;
             }
             let score = match evidence {
                 "libphonenumber" if international => 0.85,
                 "libphonenumber" => 0.8,
+                "libphonenumber-national-mobile" => 0.7,
                 _ => 0.75,
             };
-            out.push(finding(EntityKind::Phone, m.start(), m.end(), score, &[evidence]));
+            out.push(finding(EntityKind::Phone, start, m.end(), score, &[evidence]));
         }
     }
 }

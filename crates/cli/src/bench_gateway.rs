@@ -244,6 +244,8 @@ pub fn run(config: &Config, args: GatewayArgs) -> Result<i32> {
     let mut bench_config = Config::parse(&text, "<bench gateway>")?;
     bench_config.models = config.models.clone();
     bench_config.runtime = config.runtime.clone();
+    // `[audit]` from --config: measure with or without a disk flush per routing record.
+    bench_config.audit = config.audit.clone();
     let dir = tempfile_dir()?;
     let state = perimeter_server::AppState::load(bench_config, &dir)?;
     let perimeter = spawn_server(perimeter_server::app(state), 2)?;

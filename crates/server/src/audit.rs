@@ -83,10 +83,29 @@ impl Auditor {
         })
     }
 
+    /// [`Auditor::append`] off the async workers: the append may wait for a disk flush, which
+    /// must not stall other requests on the runtime's few threads.
+    pub async fn append_async(self: &std::sync::Arc<Self>, record: Record) -> Result<(), ApiError> {
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || me.append(record)).await.map_err(|_| ApiError::AuditUnavailable)?
+    }
+
+    /// [`Auditor::append_best_effort`] off the async workers.
+    pub async fn append_best_effort_async(self: &std::sync::Arc<Self>, record: Record) {
+        let me = self.clone();
+        let _ = tokio::task::spawn_blocking(move || me.append_best_effort(record)).await;
+    }
+
     /// Appends a record whose loss must not fail anything (a model verification result when the
     /// log is broken, say): the failure is logged.
+    /// It is written before this returns (a process crash keeps it) but flushed to disk with the
+    /// next routing record or checkpoint, so an answer does not wait for a second disk flush.
     pub fn append_best_effort(&self, record: Record) {
-        if let Err(e) = self.append(record) {
+        let Ok(log) = &self.log else {
+            tracing::error!("audit record not written: the audit log is unavailable");
+            return;
+        };
+        if let Err(e) = log.append_with(record, false) {
             tracing::error!(error = %e, "audit record not written");
         }
     }

@@ -31,7 +31,7 @@ fn bearer(req: &Request) -> Option<String> {
 }
 
 /// An `access_denied` audit record (401 or 403): route, reason, key id; never the key.
-fn access_denied(state: &AppState, status: u16, route: &str, key_id: Option<&str>, principal: Option<&Principal>, reason: &str) {
+async fn access_denied(state: &AppState, status: u16, route: &str, key_id: Option<&str>, principal: Option<&Principal>, reason: &str) {
     let mut r = perimeter_audit::Record::new(perimeter_audit::RecordKind::AccessDenied);
     r.principal = key_id.map(str::to_string);
     r.tenant = principal.map(|p| p.tenant.clone());
@@ -41,7 +41,7 @@ fn access_denied(state: &AppState, status: u16, route: &str, key_id: Option<&str
     if let Some(p) = principal {
         r.detail.insert("role".into(), p.role.to_string());
     }
-    state.audit.append_best_effort(r);
+    state.audit.append_best_effort_async(r).await;
 }
 
 /// The middleware. Every request leaves it with a `Principal` extension or an error response.
@@ -61,7 +61,7 @@ pub async fn require_key(State(state): State<AppState>, mut req: Request, next: 
         Ok(Ok(Authentication::Refused { refusal, key_id })) => {
             // Key id only when it parsed; never the key.
             tracing::info!(target: "perimeter::audit", event = "auth.refused", status = 401, route, reason = refusal.as_str(), key_id = key_id.as_deref().unwrap_or("-"), "request refused: no valid API key");
-            access_denied(&state, 401, route, key_id.as_deref(), None, refusal.as_str());
+            access_denied(&state, 401, route, key_id.as_deref(), None, refusal.as_str()).await;
             let error = if refusal == perimeter_auth::Refusal::Missing {
                 ApiError::Unauthorized(
                     "You didn't provide an API key. Send it in the Authorization header as `Bearer <key>`.",
@@ -77,13 +77,13 @@ pub async fn require_key(State(state): State<AppState>, mut req: Request, next: 
     if principal.key_id.is_some() && !state.config.policy.has_tenant(&principal.tenant) {
         // A key whose tenant is no longer declared in the configuration.
         tracing::info!(target: "perimeter::audit", event = "auth.forbidden", status = 403, route, key_id = principal.key_id.as_deref().unwrap_or("-"), role = %principal.role, reason = "unknown_tenant", "request refused: the key's tenant is not configured");
-        access_denied(&state, 403, route, principal.key_id.as_deref(), Some(&principal), "unknown_tenant");
+        access_denied(&state, 403, route, principal.key_id.as_deref(), Some(&principal), "unknown_tenant").await;
         return ApiError::Forbidden("This key's tenant is not configured on this server.".into()).into_response();
     }
     if principal.key_id.is_some() && !authorize(principal.role, endpoint) {
         // A valid key whose role may not use this route.
         tracing::info!(target: "perimeter::audit", event = "auth.forbidden", status = 403, route, key_id = principal.key_id.as_deref().unwrap_or("-"), role = %principal.role, reason = "role", "request refused: role not allowed");
-        access_denied(&state, 403, route, principal.key_id.as_deref(), Some(&principal), "role");
+        access_denied(&state, 403, route, principal.key_id.as_deref(), Some(&principal), "role").await;
         return ApiError::Forbidden(format!("The role `{}` may not use this route.", principal.role)).into_response();
     }
     req.extensions_mut().insert(principal);

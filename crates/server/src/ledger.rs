@@ -3,6 +3,7 @@
 //! records carry each request's usage and cost, so spend is derived from the same evidence an
 //! auditor checks. A principal sees its own tenant's records only.
 
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::{Extension, Json};
 use perimeter_audit::{Filter, Record, RecordKind};
@@ -37,6 +38,11 @@ pub struct CostsQuery {
     pub until: Option<String>,
     /// Comma-separated: tenant, backend, level, day, month.
     pub group_by: Option<String>,
+}
+
+/// A query string that does not parse: the OpenAI-style JSON error, naming no value.
+fn query_error(_: QueryRejection) -> ApiError {
+    ApiError::bad_request("the query string has an unknown parameter or a value of the wrong type", None)
 }
 
 fn time_param(value: Option<&str>, name: &'static str) -> Result<Option<u64>, ApiError> {
@@ -88,8 +94,9 @@ pub fn audit_filter(q: &AuditQuery) -> Result<Filter, ApiError> {
 pub async fn audit(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    Query(q): Query<AuditQuery>,
+    q: Result<Query<AuditQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    let Query(q) = q.map_err(query_error)?;
     let filter = audit_filter(&q)?;
     let limit = q.limit.unwrap_or(100);
     let state2 = state.clone();
@@ -154,8 +161,9 @@ pub fn costs_report(records: &[Record], by: &[Dimension]) -> Value {
 pub async fn costs(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    Query(q): Query<CostsQuery>,
+    q: Result<Query<CostsQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    let Query(q) = q.map_err(query_error)?;
     let by = dimensions(q.group_by.as_deref()).map_err(|m| ApiError::bad_request(m, Some("group_by")))?;
     let month = crate::costs::this_month();
     let since = match time_param(q.since.as_deref(), "since")? {

@@ -163,7 +163,7 @@ pub async fn prepare(state: &AppState, input: ChatInput) -> Result<Prepared, Api
                 if state.config.backends.get(target.index).is_some_and(|b| b.profile.hosting != perimeter_policy::Hosting::Embedded) {
                     let mut r = decision_record(state, &ctx, &embed_plan, target, &embed_plan.explanation.reasons, &[]);
                     r.detail.insert("purpose".into(), "embeddings".into());
-                    state.audit.append(r)?;
+                    state.audit.append_async(r).await?;
                 }
                 let text = if target.redact { redact_text(state, &query)? } else { query.clone() };
                 match state.backends.embedder.embed(vec![text]).await {
@@ -227,7 +227,7 @@ pub async fn prepare(state: &AppState, input: ChatInput) -> Result<Prepared, Api
         r.reasons = notes.iter().chain(&plan.explanation.reasons).cloned().collect();
         r.documents = passages.iter().map(|p| p.document_id.to_string()).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
         r.outcome = Some("refused".into());
-        state.audit.append(r)?;
+        state.audit.append_async(r).await?;
     }
     let assembled = assemble(
         &input.messages,
@@ -404,7 +404,7 @@ pub async fn execute(
                 record.detail.insert(format!("injection_{action}"), n.to_string());
             }
         }
-        state.audit.append(record)?;
+        state.audit.append_async(record).await?;
         let (messages, mapping) = if target.redact {
             let (m, map) = pseudonymise(state, &prepared.messages)?;
             (m, Some(map))
@@ -502,7 +502,7 @@ pub async fn execute(
                 }
                 // The answer exists; a completion record that cannot be written is logged, and
                 // the routing record already says where the data went.
-                state.audit.append_best_effort(r);
+                state.audit.append_best_effort_async(r).await;
                 return Ok(Completed {
                     cost,
                     guard,
@@ -526,7 +526,7 @@ pub async fn execute(
                 state.backends.record_failure(target.index);
                 tracing::warn!(backend = %target.name, error = %e, "backend call failed");
                 let outcome = if emitted.load(Ordering::Relaxed) { "failed_mid_answer" } else { "failed" };
-                state.audit.append_best_effort(completion_record(state, prepared, &target, outcome, called));
+                state.audit.append_best_effort_async(completion_record(state, prepared, &target, outcome, called)).await;
                 if emitted.load(Ordering::Relaxed) {
                     // What the guard still held is guarded text of the answer so far: it goes out
                     // before the error, as it would have without the guard.

@@ -550,7 +550,7 @@ pub async fn embeddings(
         r.decision = Some("deny".into());
         r.reasons = e.reasons.clone();
         r.outcome = Some("refused".into());
-        state.audit.append(r)?;
+        state.audit.append_async(r).await?;
         let message = format!(
             "Perimeter's policy does not allow these texts to be embedded by {} (level {})",
             state.config.embedding_backend,
@@ -570,7 +570,7 @@ pub async fn embeddings(
     r.jurisdiction = state.config.backends.get(target.index).and_then(|b| b.profile.jurisdiction.clone());
     r.redaction = Some(target.redact);
     r.reasons = e.reasons.clone();
-    state.audit.append(r)?;
+    state.audit.append_async(r).await?;
     let called = Instant::now();
     let texts = if target.redact {
         texts.iter().map(|t| crate::pipeline::redact_text(&state, t)).collect::<Result<Vec<_>, _>>()?
@@ -586,7 +586,7 @@ pub async fn embeddings(
         Ok(e) => e,
         Err(err) => {
             done.outcome = Some("failed".into());
-            state.audit.append_best_effort(done);
+            state.audit.append_best_effort_async(done).await;
             return Err(ApiError::internal(err));
         }
     };
@@ -600,7 +600,7 @@ pub async fn embeddings(
     done.tokens_in = Some(u64::from(embedded.prompt_tokens));
     done.tokens_out = Some(0);
     done.cost = cost.map(|c| c.to_string());
-    state.audit.append_best_effort(done);
+    state.audit.append_best_effort_async(done).await;
     state.metrics.embedding_tokens.fetch_add(u64::from(embedded.prompt_tokens), Ordering::Relaxed);
     let data: Vec<Value> = embedded
         .vectors

@@ -74,7 +74,11 @@ pub fn run(data_dir: &Path, args: CostsArgs) -> Result<i32> {
             .enumerate()
             .map(|(i, c)| {
                 if is_total {
-                    if i == 0 { "total".to_string() } else { String::new() }
+                    if i == 0 {
+                        "total".to_string()
+                    } else {
+                        String::new()
+                    }
                 } else {
                     row[c].as_str().unwrap_or("").to_string()
                 }

@@ -36,7 +36,9 @@ impl RawGuard {
         let d = Guard::default();
         let injection = match self.injection {
             None => d.injection,
-            Some(s) => s.parse().map_err(|e: perimeter_guard::ParseActionError| ("guard.injection".into(), e.to_string()))?,
+            Some(s) => {
+                s.parse().map_err(|e: perimeter_guard::ParseActionError| ("guard.injection".into(), e.to_string()))?
+            }
         };
         Ok(Guard { injection, output_guard: self.output_guard.unwrap_or(d.output_guard) })
     }

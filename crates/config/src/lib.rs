@@ -496,7 +496,8 @@ impl Raw {
         };
         let policy = Policy::build(policy_input.clone()).map_err(|e| invalid(&e.key, e.reason))?;
         let backend_names: BTreeSet<String> = backends.iter().map(|b| b.profile.name.clone()).collect();
-        let pricing = costs::validate_pricing(self.pricing, &backend_names).map_err(|(key, reason)| invalid(&key, reason))?;
+        let pricing =
+            costs::validate_pricing(self.pricing, &backend_names).map_err(|(key, reason)| invalid(&key, reason))?;
         let budgets = costs::validate_budgets(self.budget).map_err(|(key, reason)| invalid(&key, reason))?;
         let mut canaries = Vec::new();
         for (i, c) in self.canary.unwrap_or_default().into_iter().enumerate() {

@@ -83,8 +83,7 @@ pub fn neutralise(text: &str) -> Cow<'_, str> {
     };
     let forged_header = text.starts_with('[') && header_like(&text[1..])
         || text.match_indices("\n[").any(|(i, _)| header_like(&text[i + 2..]));
-    if !forged_header && !text.contains("<<") && !text.contains(">>") && !text.contains("<|") && !text.contains("|>")
-    {
+    if !forged_header && !text.contains("<<") && !text.contains(">>") && !text.contains("<|") && !text.contains("|>") {
         return Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len() + 8);

@@ -225,13 +225,7 @@ const RULES: &[(InjectionKind, &str, &str)] = &[
     (
         InjectionKind::Override,
         "you-are-now",
-        concat!(
-            r"(?i)",
-            b!(),
-            r"you\s+are\s+now\s+(?:(?:a|an|the|in|my)\s+)?(?:[a-z]+\s+){0,2}",
-            model_noun!(),
-            b!()
-        ),
+        concat!(r"(?i)", b!(), r"you\s+are\s+now\s+(?:(?:a|an|the|in|my)\s+)?(?:[a-z]+\s+){0,2}", model_noun!(), b!()),
     ),
     (
         InjectionKind::Override,

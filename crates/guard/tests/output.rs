@@ -29,7 +29,8 @@ fn answers() -> Vec<String> {
 }
 
 fn stream(detector: &Detector, text: &str, cuts: &[usize]) -> (String, perimeter_guard::GuardReport) {
-    let mut bounds: Vec<usize> = cuts.iter().map(|c| c % (text.len() + 1)).filter(|c| text.is_char_boundary(*c)).collect();
+    let mut bounds: Vec<usize> =
+        cuts.iter().map(|c| c % (text.len() + 1)).filter(|c| text.is_char_boundary(*c)).collect();
     bounds.push(0);
     bounds.push(text.len());
     bounds.sort_unstable();

@@ -38,7 +38,11 @@ fn lora_gguf(layers: u32, b_value: f32) -> Vec<u8> {
         // A deterministic, non-trivial A so a non-zero B changes the projection.
         let a: Vec<f32> = (0..N_EMBD * RANK).map(|i| ((i % 7) as f32 - 3.0) * 0.05).collect();
         tensors.push((format!("blk.{l}.attn_q.weight.lora_a"), [N_EMBD, RANK], a));
-        tensors.push((format!("blk.{l}.attn_q.weight.lora_b"), [RANK, N_EMBD], vec![b_value; (RANK * N_EMBD) as usize]));
+        tensors.push((
+            format!("blk.{l}.attn_q.weight.lora_b"),
+            [RANK, N_EMBD],
+            vec![b_value; (RANK * N_EMBD) as usize],
+        ));
     }
     let mut out = Vec::new();
     out.extend_from_slice(b"GGUF");
@@ -175,8 +179,8 @@ fn a_signed_statement_must_vouch_for_every_file_including_the_adapter() {
     let err = verify_signed(entry, path(&f), &partial).unwrap_err();
     assert!(err.to_string().contains("tuned/adapter.gguf"), "{err}");
     // One that lists another adapter digest does not either.
-    let other = Statement::new("models", vec![("tuned/adapter.gguf".into(), [7u8; 32]), both[1].clone()], vec![])
-        .unwrap();
+    let other =
+        Statement::new("models", vec![("tuned/adapter.gguf".into(), [7u8; 32]), both[1].clone()], vec![]).unwrap();
     assert!(matches!(verify_signed(entry, path(&f), &other), Err(VerifyError::Signed(_))));
 }
 
@@ -204,7 +208,7 @@ fn the_signed_statement_must_verify_with_a_trusted_key() {
     let flipped = if payload.ends_with('A') { "B" } else { "A" };
     json["payload"] = serde_json::Value::String(format!("{}{flipped}", &payload[..payload.len() - 1]));
     std::fs::write(&envelope, json.to_string()).unwrap();
-    assert!(signed_statement(&envelope, &[trusted.clone()]).is_err());
+    assert!(signed_statement(&envelope, std::slice::from_ref(&trusted)).is_err());
     // A missing signature file is an IO error naming the file, never a pass.
     let err = signed_statement(&dir.path().join("absent.json"), &[trusted]).unwrap_err();
     assert!(err.to_string().contains("absent.json"), "{err}");

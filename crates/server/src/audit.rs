@@ -122,7 +122,11 @@ impl Auditor {
 
 /// The embedded models' verification at start-up or on a schedule: `error` is `None` when both
 /// verified. A failure is always recorded; the reason names files and digests, never content.
-pub fn record_model_verification(auditor: &Auditor, config: &perimeter_config::Config, error: Option<&impl std::fmt::Display>) {
+pub fn record_model_verification(
+    auditor: &Auditor,
+    config: &perimeter_config::Config,
+    error: Option<&impl std::fmt::Display>,
+) {
     let mut r = Record::new(RecordKind::ModelVerification);
     r.backend = Some(perimeter_config::EMBEDDED_BACKEND.to_string());
     r.detail.insert("embedding_model".into(), config.models.embedding.clone());
@@ -188,10 +192,8 @@ fn request_id() -> String {
     let mut b = [0u8; 16];
     if getrandom::fill(&mut b).is_err() {
         // Uniqueness, not secrecy, is what matters here; fall back to the clock.
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
+        let nanos =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
         b = nanos.to_le_bytes();
     }
     format!("req_{}", hex::encode(b))

@@ -31,7 +31,14 @@ fn bearer(req: &Request) -> Option<String> {
 }
 
 /// An `access_denied` audit record (401 or 403): route, reason, key id; never the key.
-async fn access_denied(state: &AppState, status: u16, route: &str, key_id: Option<&str>, principal: Option<&Principal>, reason: &str) {
+async fn access_denied(
+    state: &AppState,
+    status: u16,
+    route: &str,
+    key_id: Option<&str>,
+    principal: Option<&Principal>,
+    reason: &str,
+) {
     let mut r = perimeter_audit::Record::new(perimeter_audit::RecordKind::AccessDenied);
     r.principal = key_id.map(str::to_string);
     r.tenant = principal.map(|p| p.tenant.clone());

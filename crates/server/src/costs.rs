@@ -87,7 +87,7 @@ impl Meter {
     pub fn record(&self, tenant: &str, month: &str, cost: Money) {
         let mut spent = self.spent.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let slot = spent.entry((tenant.to_string(), month.to_string())).or_insert(Money::ZERO);
-        *slot = *slot + cost;
+        *slot += cost;
     }
 
     /// This month's spend of a tenant.

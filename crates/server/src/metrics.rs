@@ -94,7 +94,7 @@ impl Metrics {
     pub fn spend(&self, tenant: &str, backend: &str, cost: perimeter_cost::Money) {
         let mut spend = self.spend.lock().unwrap_or_else(|p| p.into_inner());
         let slot = spend.entry((tenant.to_string(), backend.to_string())).or_insert(perimeter_cost::Money::ZERO);
-        *slot = *slot + cost;
+        *slot += cost;
     }
 
     pub fn decision(&self, routed: bool) {

@@ -160,7 +160,12 @@ pub async fn prepare(state: &AppState, input: ChatInput) -> Result<Prepared, Api
         let embedding = match embed_plan.decision.targets().first() {
             Some(target) => {
                 // Text that leaves the process is on record before it goes.
-                if state.config.backends.get(target.index).is_some_and(|b| b.profile.hosting != perimeter_policy::Hosting::Embedded) {
+                if state
+                    .config
+                    .backends
+                    .get(target.index)
+                    .is_some_and(|b| b.profile.hosting != perimeter_policy::Hosting::Embedded)
+                {
                     let mut r = decision_record(state, &ctx, &embed_plan, target, &embed_plan.explanation.reasons, &[]);
                     r.detail.insert("purpose".into(), "embeddings".into());
                     state.audit.append_async(r).await?;
@@ -225,7 +230,12 @@ pub async fn prepare(state: &AppState, input: ChatInput) -> Result<Prepared, Api
         r.entities = crate::audit::entity_counts(&merged(&plan.query_entities, &plan.passage_entities));
         r.decision = Some("deny".into());
         r.reasons = notes.iter().chain(&plan.explanation.reasons).cloned().collect();
-        r.documents = passages.iter().map(|p| p.document_id.to_string()).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+        r.documents = passages
+            .iter()
+            .map(|p| p.document_id.to_string())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
         r.outcome = Some("refused".into());
         state.audit.append_async(r).await?;
     }
@@ -394,7 +404,8 @@ pub async fn execute(
         };
         // Where the data goes is on record before any byte goes there; if the record cannot
         // be written, nothing is sent (fail closed).
-        let mut record = decision_record(state, &prepared.ctx, &prepared.plan, &target, &prepared.reasons(), &documents);
+        let mut record =
+            decision_record(state, &prepared.ctx, &prepared.plan, &target, &prepared.reasons(), &documents);
         if !prepared.injection.is_empty() {
             let mut counts: BTreeMap<String, u32> = BTreeMap::new();
             for d in &prepared.injection {
@@ -526,7 +537,10 @@ pub async fn execute(
                 state.backends.record_failure(target.index);
                 tracing::warn!(backend = %target.name, error = %e, "backend call failed");
                 let outcome = if emitted.load(Ordering::Relaxed) { "failed_mid_answer" } else { "failed" };
-                state.audit.append_best_effort_async(completion_record(state, prepared, &target, outcome, called)).await;
+                state
+                    .audit
+                    .append_best_effort_async(completion_record(state, prepared, &target, outcome, called))
+                    .await;
                 if emitted.load(Ordering::Relaxed) {
                     // What the guard still held is guarded text of the answer so far: it goes out
                     // before the error, as it would have without the guard.

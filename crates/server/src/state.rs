@@ -194,7 +194,8 @@ impl AppState {
         // The audit log first: a server that cannot keep its record does not start.
         let auditor = crate::audit::Auditor::open(data_dir, audit_options(&config, new_audit_segment))
             .map_err(|e| StartError::Audit(e.to_string()))?;
-        let meter = crate::costs::Meter::new(&config, read_pricing_file(&config)?.as_deref()).map_err(StartError::Pricing)?;
+        let meter =
+            crate::costs::Meter::new(&config, read_pricing_file(&config)?.as_deref()).map_err(StartError::Pricing)?;
         crate::audit::record_policy(&auditor, &config);
         let models = load_models(&config, Engines::All);
         crate::audit::record_model_verification(&auditor, &config, models.as_ref().err());
@@ -284,7 +285,9 @@ impl AppState {
         match log.export(&filter) {
             Ok(export) => {
                 for r in &export.records {
-                    if let (Some(tenant), Some(cost)) = (&r.tenant, r.cost.as_deref().and_then(perimeter_cost::Money::parse)) {
+                    if let (Some(tenant), Some(cost)) =
+                        (&r.tenant, r.cost.as_deref().and_then(perimeter_cost::Money::parse))
+                    {
                         self.meter.record(tenant, &month, cost);
                     }
                 }

@@ -191,10 +191,7 @@ async fn a_routed_request_is_on_record_before_and_after_with_its_exact_cost() {
     let (status, metrics) = call(&state, "GET", "/metrics", None).await;
     assert_eq!(status, StatusCode::OK);
     let metrics = metrics.as_str().unwrap().to_string();
-    assert!(
-        metrics.contains("perimeter_spend_usd_total{tenant=\"default\",backend=\"api-eu\"} 0.000144"),
-        "{metrics}"
-    );
+    assert!(metrics.contains("perimeter_spend_usd_total{tenant=\"default\",backend=\"api-eu\"} 0.000144"), "{metrics}");
     let (status, bad) = call(&state, "GET", "/v1/audit?kind=whatever", None).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
     let (status, _) = call(&state, "GET", "/v1/costs?group_by=colour", None).await;
@@ -207,7 +204,8 @@ async fn a_refusal_is_on_record_and_nothing_is_sent() {
     let dir = data_dir("refusal");
     let state = state(config(&url, ""), &dir);
     let (status, body) =
-        call(&state, "POST", "/v1/chat/completions", Some(ask("Use the key AKIAZ7QK3M2P8R4T6W1X for the upload."))).await;
+        call(&state, "POST", "/v1/chat/completions", Some(ask("Use the key AKIAZ7QK3M2P8R4T6W1X for the upload.")))
+            .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     assert!(rec.0.lock().unwrap().is_empty());
     let refusal = records(&dir).into_iter().find(|r| r.kind == RecordKind::Refusal).expect("a refusal record");
@@ -302,8 +300,7 @@ async fn refused_keys_and_roles_are_on_record_without_the_key() {
     // A user may not read the audit log.
     assert_eq!(send("/v1/audit", Some(key.expose())).await.unwrap().status(), StatusCode::FORBIDDEN);
 
-    let denied: Vec<Record> =
-        records(&dir).into_iter().filter(|r| r.kind == RecordKind::AccessDenied).collect();
+    let denied: Vec<Record> = records(&dir).into_iter().filter(|r| r.kind == RecordKind::AccessDenied).collect();
     assert_eq!(denied.len(), 3, "{denied:#?}");
     assert_eq!(denied[0].outcome.as_deref(), Some("401"));
     assert_eq!(denied[2].outcome.as_deref(), Some("403"));

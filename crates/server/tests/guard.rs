@@ -194,7 +194,10 @@ async fn injected_instructions_are_quarantined_dropped_or_allowed() {
     assert_eq!(p["guard"]["passages"][0]["kinds"], json!({"override": 1}), "{p}");
     assert_eq!(p["citations"], json!([]), "{p}");
     assert!(!f.last_prompt().contains("Ignore all previous"), "the injected passage reached the model");
-    assert!(!f.last_prompt().contains("fourteen days of the returned parcel"), "quarantine keeps the whole passage out");
+    assert!(
+        !f.last_prompt().contains("fourteen days of the returned parcel"),
+        "quarantine keeps the whole passage out"
+    );
 
     // Drop: kept out silently (only the audit knows).
     let (status, body) = post(&f.state("[guard]\ninjection = \"drop\""), ask(question, "refunds", true)).await;
@@ -262,7 +265,8 @@ async fn answers_lose_values_the_context_did_not_hold() {
 
     // With the output guard off, the answer is passed through as the backend gave it.
     *f.backend.answer.lock().unwrap() = format!("Use key {AWS_KEY}.");
-    let (_, body) = post(&f.state("[guard]\noutput_guard = false"), ask("When is the clinic open?", "hours", false)).await;
+    let (_, body) =
+        post(&f.state("[guard]\noutput_guard = false"), ask("When is the clinic open?", "hours", false)).await;
     let (text, _) = answer_of(&body, false);
     assert_eq!(text, format!("Use key {AWS_KEY}."));
 }

@@ -25,13 +25,13 @@
 //! | kind | found by | kept when |
 //! |---|---|---|
 //! | EMAIL | address pattern; `jane dot doe at example dot com`, `(at)`/`[dot]` forms; URL-encoded `jane%40example.com` | not URL userinfo, SSH remote or `@2x.png` |
-//! | PHONE | digit runs with `+ - . ( )` and spaces (a bracketed number without its brackets) | valid per libphonenumber metadata (UK/NANP without `+`, or a DE/FR/NL/BE/AT/CH/IE national mobile number with a phone word nearby or in French pairs); Ofcom drama ranges |
+//! | PHONE | digit runs with `+ - . ( )` and spaces (a bracketed number without its brackets) | valid per libphonenumber metadata (UK/NANP without `+`; a DE/FR/NL/BE/AT/CH/IE national mobile number with a phone word nearby or in French pairs; a number valid in the national plan that nearby language words, country/city names or TLDs point to, or written in a plan's own three-or-more-group layout, e.g. `05 61 …` pairs, Spanish `6XX XX XX XX`); Ofcom drama ranges |
 //! | CREDIT_CARD | 13–19 digits, card grouping, mixed separators (a number printed after it, like an expiry, cut off at a group end) | Luhn + network prefix and length |
 //! | IBAN | country, check digits, groups of four | country length table + mod-97 |
 //! | SWIFT_BIC | 8/11 upper-case characters | ISO country + "BIC"/"SWIFT" (also ISO 20022 `<BICFI>`) or an IBAN nearby; not a town before its postcode |
 //! | US_SSN, US_ITIN | 3-2-4 with dashes/spaces; 9 digits after "SSN"/"ITIN" | area/group/serial rules; ITIN groups |
 //! | UK_NINO | two letters, six digits, A–D | HMRC prefix rules |
-//! | UK_NHS | 3-3-4 or ten digits after "NHS" | mod-11 check digit |
+//! | UK_NHS | 3-3-4 or ten digits after "NHS"; ten digits in a `nhs_number`/`NHS No` column | mod-11 check digit |
 //! | PASSPORT | 6–9 capitals/digits after "passport" (and DE/ES/FR/IT/PL/NL labels), or after a number label a few lines on | context only (score 0.7) |
 //! | IP_ADDRESS | dotted quads; IPv6 candidates | octets ≤ 255, not a version; `Ipv6Addr` parses |
 //! | MAC_ADDRESS | six octets with `:`/`-`, Cisco dotted | not all-zero or broadcast |
@@ -39,12 +39,12 @@
 //! | MEDICAL_RECORD_NUMBER | an ID with digits | after MRN/medical record/hospital number/patient ID (and IPP, Pat.-ID, NHC, historia clínica, nr historii choroby); `MRN…` values in a `patient_id`/`mrn` column |
 //! | MEDICAL_CONDITION | ICD-10 codes; condition names (English, FR, DE, ES, PL) | clinical words (for a name: in its own paragraph) or each other nearby, an assessment line (`A:`), an ICD column header; not a service name ("Diabetes Clinic") or a questionnaire item answered no |
 //! | CRYPTO_WALLET | `1…`/`3…`, `bc1…`, `0x` + 40 hex | Base58Check (double SHA-256), bech32/bech32m; for Ethereum an EIP-55 mixed-case checksum (Keccak-256) or wallet words |
-//! | AWS/GitHub/Slack/Stripe/Google/OpenAI keys | fixed prefixes | length and alphabet; example keys scored 0.6 |
+//! | AWS/GitHub/Slack/Stripe/Google/OpenAI keys | fixed prefixes | length and alphabet; not a documented example or placeholder |
 //! | AWS_SECRET_KEY | 40 base64 characters | after an AWS secret key name or an access key id |
 //! | JWT | three base64url segments | header and payload decode to JSON objects, header has `alg` |
 //! | PRIVATE_KEY | PEM BEGIN … END block | base64 body (a block without END is reported truncated) |
 //! | PASSWORD | `password=`, `"pwd": "…"`, `--password x`, "the password is X"/"reset it to X", `scheme://user:pass@`, `.netrc`, `mysql -p'…'`/`docker login -p …`, PHP `define('DB_PASSWORD', …)`, Python `auth=(user, "…")` | not a placeholder, type or code expression |
-//! | GENERIC_SECRET | values of token/secret/api_key/auth/credential names; bearer tokens; PHP `define('…_KEY'/'…_SALT', …)`; SendGrid `SG.…`, Stripe `whsec_…` | ≥ 16 characters, entropy ≥ 3.5 bits, a digit |
+//! | GENERIC_SECRET | values of token/secret/api_key/auth/credential and `signing_key`/`routing_key`/`encryption_key`… names; bearer tokens; PHP `define('…_KEY'/'…_SALT', …)`; SendGrid `SG.…`, Stripe `whsec_…` | ≥ 16 characters, entropy ≥ 3.5 bits (3.0 for hex), a digit; not a placeholder |
 //! | PERSON | titles (also Madame, Frau, Sr., Pan…), salutations and sign-offs, form fields and role labels (also in other languages), chat speaker labels, `Surname, Given` cells, `SURNAME/GIVEN`, all-capitals name lines, given name + surname lists | see below |
 //! | STREET_ADDRESS | number + capitalised words + street suffix (+ town, postcode/ZIP); street name first (`Lindenallee 12`, `Calle Mayor 5`, `ul. Polna 3`), French `8 rue des Lilas`; postcode after "address" | heuristic |
 //!
@@ -65,9 +65,9 @@
 //! without a street type word ("Heol y Nant" aside from its `Heol`) are missed. A named-entity
 //! model can be added later as another [`Recognizer`] ([`Detector::with`]).
 //!
-//! Documented example keys (`AKIAIOSFODNN7EXAMPLE`, values containing "EXAMPLE") are still
-//! reported, because they are shaped like keys and sometimes real, but with a lower score (0.6)
-//! and the evidence `example-key`, so a caller can tell them apart.
+//! Documented example keys (`AKIAIOSFODNN7EXAMPLE`, values containing "EXAMPLE") and obvious
+//! placeholders (`sk_live_xxxx…`, `xoxb-your-token-here`, `<…>`, bodies with too little variety
+//! to be random) are not reported, for every secret kind.
 
 mod context;
 mod names;

@@ -65,7 +65,7 @@ struct DateOfBirth {
 
 /// Where a column name matched at `at` starts: at `at` after a non-letter, or at the start of
 /// a snake_case prefix (`patient_dob`); `None` inside a word (`kdob`).
-fn column_start(t: &str, at: usize) -> Option<usize> {
+pub(super) fn column_start(t: &str, at: usize) -> Option<usize> {
     let b = t.as_bytes();
     match at.checked_sub(1).map(|i| b[i]) {
         None => Some(at),

@@ -152,10 +152,65 @@ pub(crate) fn is_placeholder(v: &str) -> bool {
         )
 }
 
-/// A value that contains "example", "sample" or "dummy": a documented example key.
+/// A value that contains "example", "sample" or "dummy": a documented example key
+/// (`AKIAIOSFODNN7EXAMPLE`), which is not reported.
 pub(crate) fn is_example_value(v: &str) -> bool {
     let l = v.to_ascii_lowercase();
     l.contains("example") || l.contains("sample") || l.contains("dummy")
+}
+
+/// Words that make up a placeholder key body (`xoxb-your-token-here`, `sk_test_fake_key`).
+#[rustfmt::skip]
+const PLACEHOLDER_WORDS: &[&str] = &[
+    "your", "my", "here", "token", "key", "secret", "api", "apikey", "insert", "replace", "put", "goes", "fake",
+    "test", "testing", "example", "sample", "dummy", "placeholder", "changeme", "change", "me", "todo", "fixme",
+    "redacted", "xxx", "xxxx", "abc", "foo", "bar", "baz", "bot", "user", "app", "value", "live", "not", "real",
+];
+
+/// A key-shaped value that stands for a key: a documented example, a template word
+/// ([`is_placeholder`]), a body of placeholder words (`your-token-here`), or a body with too
+/// little variety to be random (`xxxxxxxxxxxxxxxxxxxxxxxx`, `1234123412341234`). `v` is the
+/// whole match; its lower-case prefix segments (`sk_live_`, `xoxb-`, `github_pat_`) are
+/// skipped before the body is judged.
+pub(crate) fn is_placeholder_key(v: &str) -> bool {
+    if is_example_value(v) || is_placeholder(v) {
+        return true;
+    }
+    let lower = v.to_ascii_lowercase();
+    for word in ["changeme", "change_me", "change-me", "placeholder", "your_", "your-", "xxxxx"] {
+        if lower.contains(word) {
+            return true;
+        }
+    }
+    // Skip the prefix: leading segments of lower-case letters ended by `_` or `-`.
+    let mut body = v;
+    for _ in 0..3 {
+        let seg = body.bytes().take_while(u8::is_ascii_lowercase).count();
+        match body.as_bytes().get(seg) {
+            Some(b'_' | b'-') if seg > 0 => body = &body[seg + 1..],
+            _ => break,
+        }
+    }
+    if body.is_empty() {
+        return true;
+    }
+    // Every segment a placeholder word, or alphabetic and shaped like `here`/`key`.
+    let segments: Vec<&str> = body.split(['-', '_', '.']).filter(|s| !s.is_empty()).collect();
+    if !segments.is_empty()
+        && segments.iter().all(|s| {
+            let l = s.to_ascii_lowercase();
+            PLACEHOLDER_WORDS.contains(&l.as_str()) || l.bytes().all(|b| b == b'x')
+        })
+    {
+        return true;
+    }
+    // Too little variety for a random body (one repeated character, a short repeated cycle).
+    let distinct = {
+        let mut seen = [false; 256];
+        body.bytes().for_each(|b| seen[usize::from(b)] = true);
+        seen.iter().filter(|&&s| s).count()
+    };
+    body.len() >= 8 && (distinct <= 2 || crate::validate::entropy(body) < 2.5)
 }
 
 #[cfg(test)]
@@ -174,6 +229,26 @@ mod tests {
         }
         for p in ["changeme", "hunter2", "password", "S3cr3t!"] {
             assert!(!is_placeholder(p), "{p}");
+        }
+        for k in [
+            "AKIAIOSFODNN7EXAMPLE",
+            "sk_live_xxxxxxxxxxxxxxxxxxxxxxxx",
+            "sk_test_0000000000000000000000000",
+            "xoxb-your-token-here",
+            "xoxp-insert-token-here",
+            "ghp_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+            "sk-proj-changeme",
+            "rk_live_abababababababababababab",
+        ] {
+            assert!(is_placeholder_key(k), "{k}");
+        }
+        for k in [
+            "AKIAQWERTYUIOPASDFGH",
+            "sk_live_nCkhvMdgaKjIg8xNbe3nNyjO",
+            "xoxb-632122330792-4402685995289-PRVdD53X83RZJzzzzgEOzdme",
+            "ghp_RIBXuDL7DxtpYlSXpfKtHF4vUCsMehGAkWvj",
+        ] {
+            assert!(!is_placeholder_key(k), "{k}");
         }
     }
 }

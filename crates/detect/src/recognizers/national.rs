@@ -15,7 +15,11 @@ pub(super) fn add(all: &mut Vec<Box<dyn Recognizer>>) -> Result<(), DetectError>
     all.push(Box::new(UkNino {
         re: compile("uk-nino", r"\b[A-Z]{2}[ ]?[0-9]{2}[ ]?[0-9]{2}[ ]?[0-9]{2}[ ]?[A-D]\b")?,
     }));
-    all.push(Box::new(UkNhs { re: compile("uk-nhs", r"\b[0-9]{3}[ \-]?[0-9]{3}[ \-]?[0-9]{4}\b")? }));
+    all.push(Box::new(UkNhs {
+        re: compile("uk-nhs", r"\b[0-9]{3}[ \-]?[0-9]{3}[ \-]?[0-9]{4}\b")?,
+        // A column header naming the NHS number: `nhs_number`, `NHS No`, `nhsNumber`, `NHS #`.
+        column: compile("uk-nhs", r"(?i)\bnhs(?:[ _\-.]?(?:number|num|nbr|no\.?|nr|#|id)|number)?(?:\b|[#.])")?,
+    }));
     all.push(Box::new(Passport {
         keyword: compile(
             "passport",
@@ -106,6 +110,7 @@ impl Recognizer for UkNino {
 
 struct UkNhs {
     re: Regex,
+    column: Regex,
 }
 
 impl Recognizer for UkNhs {
@@ -137,6 +142,21 @@ impl Recognizer for UkNhs {
                 _ => continue,
             };
             out.push(finding(EntityKind::UkNhs, m.start(), m.end(), score, evidence));
+        }
+        // Ten digits (bare, spaced or dashed) that pass mod-11 in a column named for the NHS
+        // number, in a CSV/TSV/Markdown table, SQL `INSERT` or column list.
+        for c in self.column.find_iter(t) {
+            let Some(start) = super::health::column_start(t, c.start()) else { continue };
+            for (s, e) in crate::table::column_cells(t, start, c.end()) {
+                let cell = &t[s..e];
+                let shaped = self.re.find(cell).is_some_and(|m| m.range() == (0..cell.len()));
+                let ok = shaped
+                    && consistent_separators(cell).is_some()
+                    && Digits::of(cell).is_some_and(|d| nhs_ok(d.as_slice()));
+                if ok {
+                    out.push(finding(EntityKind::UkNhs, s, e, 0.85, &["mod11", "context:nhs-column"]));
+                }
+            }
         }
     }
 }

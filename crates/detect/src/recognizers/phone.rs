@@ -24,7 +24,7 @@ use phonenumber::metadata::{Descriptor, Metadata, DATABASE};
 use regex::{Regex, RegexBuilder};
 
 use super::{byte_before, compile, continues_token, finding, group_lengths};
-use crate::context::near;
+use crate::context::{after, before, near};
 use crate::scope::find_in_runs;
 use crate::{DetectError, Finding, NormalizedText, Recognizer};
 
@@ -60,12 +60,20 @@ impl Pattern {
     }
 }
 
+/// One national format: the leading digits it applies to and the pattern whose capture
+/// groups are the printed digit groups.
+struct Layout {
+    leading: Option<Regex>,
+    pattern: Regex,
+}
+
 /// One region's validity rules.
 struct Region {
     general: Pattern,
     types: Vec<Pattern>,
     mobile: Option<Pattern>,
     national_prefix: Option<String>,
+    layouts: Vec<Layout>,
 }
 
 impl Region {
@@ -86,7 +94,54 @@ impl Region {
         ];
         let mobile = d.mobile().and_then(|t| Pattern::new(t, &general.lengths));
         let types = kinds.into_iter().flatten().filter_map(|t| Pattern::new(t, &general.lengths)).collect();
-        Some(Region { general, types, mobile, national_prefix: meta.national_prefix().map(str::to_owned) })
+        let anchored = |p: &str, whole: bool| {
+            let p = if whole { format!("^(?:{p})$") } else { format!("^(?:{p})") };
+            RegexBuilder::new(&p).ignore_whitespace(true).unicode(false).build().ok()
+        };
+        let layouts = meta
+            .formats()
+            .iter()
+            .filter_map(|f| {
+                let leading = match f.leading_digits().last() {
+                    Some(l) => Some(anchored(l.as_str(), false)?),
+                    None => None,
+                };
+                Some(Layout { leading, pattern: anchored(f.pattern().as_str(), true)? })
+            })
+            .collect();
+        Some(Region { general, types, mobile, national_prefix: meta.national_prefix().map(str::to_owned), layouts })
+    }
+
+    /// See [`Countries::national`].
+    fn national(&self, digits: &str, groups: Option<&[usize]>) -> Option<()> {
+        let nsn = match self.national_prefix.as_deref() {
+            Some(p) => digits.strip_prefix(p)?,
+            None => digits,
+        };
+        if !self.valid(nsn) {
+            return None;
+        }
+        if let Some(groups) = groups {
+            let mut want = self.layout(nsn)?;
+            if let Some(first) = want.first_mut() {
+                *first += digits.len() - nsn.len();
+            }
+            if want != groups {
+                return None;
+            }
+        }
+        Some(())
+    }
+
+    /// The digit groups libphonenumber prints this national number in (the first format
+    /// whose leading digits and pattern fit), national prefix not counted.
+    fn layout(&self, nsn: &str) -> Option<Vec<usize>> {
+        let f = self
+            .layouts
+            .iter()
+            .find(|f| f.leading.as_ref().is_none_or(|l| l.is_match(nsn)) && f.pattern.is_match(nsn))?;
+        let caps = f.pattern.captures(nsn)?;
+        Some(caps.iter().skip(1).flatten().map(|m| m.len()).collect())
     }
 
     fn valid(&self, nsn: &str) -> bool {
@@ -126,6 +181,13 @@ impl Countries {
         })
     }
 
+    /// A number written without `+` is valid in the plan of `code` (the national prefix, if
+    /// the plan dials one, written before it). With `groups`, the written digit groups must
+    /// also be the plan's own layout.
+    fn national(&self, code: u16, digits: &str, groups: Option<&[usize]>) -> bool {
+        self.regions(code).iter().any(|r| r.national(digits, groups).is_some())
+    }
+
     /// The national significant number is a valid mobile number in some region with this code.
     fn valid_mobile(&self, code: u16, nsn: &str) -> bool {
         self.regions(code).iter().any(|r| r.valid_mobile(nsn))
@@ -154,7 +216,7 @@ impl Phone {
         // request.
         countries.regions(UK);
         countries.regions(NANP);
-        for code in TRUNK_ZERO_MOBILE {
+        for (code, _) in NATIONAL_PLANS {
             countries.regions(code);
         }
         Ok(Phone {
@@ -197,6 +259,31 @@ impl Phone {
     }
 }
 
+impl Phone {
+    /// A number without `+` that is not a UK or North American one, read in another national
+    /// plan: one the words around it point to ([`hinted_plans`]), or one whose own layout it
+    /// is written in, with three groups or more (`04 12 34 56 78` in France, `612 34 56 78` in
+    /// Spain). Only numbers valid in that plan; bare digits only after a phone word; the `3-3-4`
+    /// layout, which North America shares, only with words.
+    fn elsewhere(&self, t: &str, start: usize, end: usize, s: &str, digits: &str) -> Option<&'static str> {
+        let groups: Vec<usize> = group_lengths(s).collect();
+        if groups.len() < 2 && !near(t, start, end, NATIONAL_PHONE_WORDS) {
+            return None;
+        }
+        if hinted_plans(t, start, end).into_iter().any(|code| self.countries.national(code, digits, None)) {
+            return Some("libphonenumber-region");
+        }
+        // Two groups (`0171 2345678`) are as often a batch or account number.
+        if groups.len() < 3 || groups == [3, 3, 4] {
+            return None;
+        }
+        NATIONAL_PLANS
+            .iter()
+            .any(|&(code, _)| self.countries.national(code, digits, Some(&groups)))
+            .then_some("libphonenumber-layout")
+    }
+}
+
 /// Ofcom's ranges reserved for drama and examples (unallocated, so libphonenumber calls some of
 /// them invalid, but printed exactly like real numbers). `nsn` is the national number without
 /// the trunk 0.
@@ -226,6 +313,61 @@ const NATIONAL_PHONE_WORDS: &[&str] = &[
 fn french_pairs(s: &str) -> bool {
     let groups: Vec<usize> = group_lengths(s).collect();
     s.starts_with('0') && groups == [2, 2, 2, 2, 2]
+}
+
+/// Plans a number written without `+` may belong to, besides the UK and North America, with
+/// the words that say a text is from there or in its language: function words, phone and
+/// address words, country and city names, the country's top-level domain (as in an e-mail
+/// address nearby). A number is read in a plan when two of its words are near it
+/// ([`hinted_plans`]), or when it is written in the plan's own layout ([`Countries::national`]).
+#[rustfmt::skip]
+const NATIONAL_PLANS: [(u16, &[&str]); 11] = [
+    (33, &["le", "la", "les", "des", "du", "et", "est", "avec", "pour", "au", "aux", "une", "tél", "téléphone",
+        "portable", "rue", "madame", "monsieur", "mme", "bonjour", "cordialement", "merci", "né", "née", "numéro",
+        "france", "paris", "lyon", "marseille", "toulouse", "fr"]),
+    (34, &["el", "los", "las", "del", "y", "con", "una", "teléfono", "móvil", "movil", "calle", "señor",
+        "señora", "sra", "hola", "gracias", "paciente", "nacimiento", "fecha", "informe", "contacto", "españa",
+        "spain", "madrid", "barcelona", "sevilla", "valencia", "es"]),
+    (39, &["il", "gli", "della", "di", "che", "sono", "ti", "cell", "cellulare", "telefono", "via", "caro", "cara",
+        "ciao", "grazie", "saluti", "signor", "signora", "bonifico", "italia", "italy", "roma", "milano", "napoli",
+        "torino", "it"]),
+    (31, &["het", "een", "van", "niet", "en", "telefoon", "mobiel", "geboren", "straat", "patiënt", "huisarts",
+        "verslag", "nederland", "netherlands", "amsterdam", "rotterdam", "utrecht", "nl"]),
+    (49, &["der", "die", "das", "und", "nicht", "ist", "telefon", "handy", "mobil", "geboren", "straße", "strasse",
+        "herr", "frau", "deutschland", "germany", "berlin", "münchen", "hamburg", "köln"]),
+    (32, &["belgique", "belgië", "belgium", "bruxelles", "brussel", "antwerpen", "be"]),
+    (43, &["österreich", "austria", "wien", "graz"]),
+    (41, &["schweiz", "suisse", "switzerland", "zürich", "genève", "bern", "ch"]),
+    (353, &["ireland", "dublin", "cork", "eircode", "ie"]),
+    (351, &["telemóvel", "telefone", "rua", "obrigado", "obrigada", "não", "portugal", "lisboa", "pt", "os",
+        "em", "uma"]),
+    (48, &["ul", "pan", "pani", "nie", "jest", "telefonu", "tel", "polska", "poland", "warszawa", "kraków", "pl"]),
+];
+
+/// The plans of [`NATIONAL_PLANS`] with at least two of their words near `start..end`, most
+/// words first.
+fn hinted_plans(t: &str, start: usize, end: usize) -> Vec<u16> {
+    let mut counts = [0u8; NATIONAL_PLANS.len()];
+    let mut seen: Vec<&'static str> = Vec::new();
+    let mut word = String::new();
+    for part in [before(t, start, 400), after(t, end, 200)] {
+        for w in part.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty() && w.len() <= 16) {
+            word.clear();
+            word.extend(w.chars().flat_map(char::to_lowercase));
+            for (i, (_, words)) in NATIONAL_PLANS.iter().enumerate() {
+                if let Some(&hit) = words.iter().find(|&&c| c == word) {
+                    if !seen.contains(&hit) {
+                        seen.push(hit);
+                        counts[i] = counts[i].saturating_add(1);
+                    }
+                }
+            }
+        }
+    }
+    let mut plans: Vec<(u8, u16)> =
+        NATIONAL_PLANS.iter().zip(counts).filter(|(_, n)| *n >= 2).map(|((code, _), n)| (n, *code)).collect();
+    plans.sort_by_key(|&(n, _)| std::cmp::Reverse(n));
+    plans.into_iter().map(|(_, code)| code).collect()
 }
 
 /// Words that make ten bare digits a phone number ("call" and "contact" are too common in code).
@@ -318,23 +460,27 @@ impl Recognizer for Phone {
             let plus = s.starts_with('+');
             let international = plus || digits.starts_with("00");
             let digits = if !plus && international { &digits[2..] } else { digits };
-            let Some(evidence) = self.verdict(digits, international) else { continue };
+            let mut evidence = self.verdict(digits, international);
+            if evidence == Some("libphonenumber-national-mobile")
+                && !french_pairs(s)
+                && !near(t, start, m.end(), NATIONAL_PHONE_WORDS)
+            {
+                evidence = None;
+            }
+            if evidence.is_none() && !international {
+                evidence = self.elsewhere(t, start, m.end(), s, digits);
+            }
+            let Some(evidence) = evidence else { continue };
             // Ten bare digits are as often an integer (2147483648) as a North American number:
             // only with a phone word nearby.
             let bare = s.bytes().all(|b| b.is_ascii_digit());
             if bare && !international && !digits.starts_with('0') && !near(t, start, m.end(), BARE_PHONE_WORDS) {
                 continue;
             }
-            if evidence == "libphonenumber-national-mobile"
-                && !french_pairs(s)
-                && !near(t, start, m.end(), NATIONAL_PHONE_WORDS)
-            {
-                continue;
-            }
             let score = match evidence {
                 "libphonenumber" if international => 0.85,
                 "libphonenumber" => 0.8,
-                "libphonenumber-national-mobile" => 0.7,
+                "libphonenumber-national-mobile" | "libphonenumber-region" | "libphonenumber-layout" => 0.7,
                 _ => 0.75,
             };
             out.push(finding(EntityKind::Phone, start, m.end(), score, &[evidence]));

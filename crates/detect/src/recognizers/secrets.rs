@@ -2,23 +2,20 @@
 //! GitHub, Slack, Stripe, Google, OpenAI), JWTs that decode, PEM private key blocks, password
 //! assignments and URL userinfo, and high-entropy values assigned to secret-looking names.
 //!
-//! Documented example keys (values containing "EXAMPLE", "sample", "dummy") are reported at a
-//! lower score (0.6) with the evidence `example-key`: they are shaped like keys and are
-//! sometimes real, and the caller can tell them apart.
+//! Documented example keys (values containing "EXAMPLE", "sample", "dummy") and placeholders
+//! (`sk_live_xxxx…`, `xoxb-your-token-here`, bodies with too little variety to be random) are
+//! not reported: they are in docs, templates and `.env.example` files, not credentials.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use perimeter_types::EntityKind;
 use regex::Regex;
 
-use super::{byte_at, compile, finding, is_example_value, is_placeholder};
+use super::{byte_at, compile, finding, is_placeholder, is_placeholder_key};
 use crate::context::{after, before};
 use crate::scope::find_in_cued_lines;
 use crate::validate::entropy;
 use crate::{DetectError, Finding, NormalizedText, Recognizer};
-
-/// Score of a key that is a documented example.
-const EXAMPLE_SCORE: f32 = 0.6;
 
 pub(super) fn add(all: &mut Vec<Box<dyn Recognizer>>) -> Result<(), DetectError> {
     let aws_access = r"\b(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}\b";
@@ -174,9 +171,7 @@ impl Recognizer for Prefixed {
                 continue;
             }
             let (score, evidence) = (self.rate)(m.as_str());
-            if is_example_value(m.as_str()) {
-                out.push(finding(self.kind, m.start(), m.end(), EXAMPLE_SCORE, &[evidence, "example-key"]));
-            } else if score > 0.0 {
+            if score > 0.0 && !is_placeholder_key(m.as_str()) {
                 out.push(finding(self.kind, m.start(), m.end(), score, &[evidence]));
             }
         }
@@ -211,9 +206,7 @@ impl AwsSecretKey {
     }
 
     fn push(out: &mut Vec<Finding>, t: &str, (s, e): (usize, usize), how: &'static str) {
-        if is_example_value(&t[s..e]) {
-            out.push(finding(EntityKind::AwsSecretKey, s, e, EXAMPLE_SCORE, &[how, "example-key"]));
-        } else {
+        if !is_placeholder_key(&t[s..e]) {
             out.push(finding(EntityKind::AwsSecretKey, s, e, 0.9, &[how]));
         }
     }
@@ -341,8 +334,10 @@ impl Recognizer for PrivateKey {
 /// `userPassword =`, `smtp.pass:`.
 const PASSWORD_KEY: &str = r#"(?:\b(?i:(?:[a-z0-9]+[_\-.])*(?:password|passwd|passphrase|pwd)|(?:[a-z0-9]+[_\-.])+pass)|\b[a-z][A-Za-z0-9]*(?:Password|Passwd|Passphrase|Pwd|Pass))["']?[ \t]*(?:=|:=|:|=>)[ \t]*"#;
 
-/// A secret-looking key name and its separator: `api_key=`, `"client_secret": `, `authToken:`.
-const SECRET_KEY: &str = r#"(?:\b(?i:_*(?:[a-z0-9]+[_\-.])*(?:access[_\-]?token|refresh[_\-]?token|auth[_\-]?token|api[_\-]?token|bearer[_\-]?token|token|client[_\-]?secret|secret[_\-]?key|secret|api[_\-]?key|apikey|auth|credentials?|private[_\-]?key|access[_\-]?key))|\b[a-z][A-Za-z0-9]*(?:Token|Secret|ApiKey|Apikey|Auth|Credentials?|PrivateKey|AccessKey|SecretKey))["']?[ \t]*(?:=|:=|:|=>)[ \t]*"#;
+/// A secret-looking key name and its separator: `api_key=`, `"client_secret": `, `authToken:`,
+/// `JWT_SIGNING_KEY:`, `routingKey =`. (A key *id*, like a service account's `private_key_id`, names
+/// a key without being one.)
+const SECRET_KEY: &str = r#"(?:\b(?i:_*(?:[a-z0-9]+[_\-.])*(?:access[_\-]?token|refresh[_\-]?token|auth[_\-]?token|api[_\-]?token|bearer[_\-]?token|token|client[_\-]?secret|secret[_\-]?key|secret|api[_\-]?key|apikey|auth|credentials?|private[_\-]?key|access[_\-]?key|(?:signing|encryption|encrypt|master|routing|license|licence|integration|webhook|hmac|session|jwt|shared|consumer|subscription|deploy|admin|account|storage|ingest|ingestion|write|service|app|client|cookie|cipher|aes|crypto|decryption|verification|dsn)[_\-]?key))|\b[a-z][A-Za-z0-9]*(?:Token|Secret|ApiKey|Apikey|Auth|Credentials?|PrivateKey|AccessKey|SecretKey|SigningKey|EncryptionKey|MasterKey|RoutingKey|LicenseKey|WebhookKey|HmacKey|SessionKey|JwtKey|SharedKey|ConsumerKey|SubscriptionKey|DeployKey|AccountKey|StorageKey|IngestKey|WriteKey|ServiceKey|AppKey|ClientKey|CookieKey))["']?[ \t]*(?:=|:=|:|=>)[ \t]*"#;
 
 /// A value after a key: quoted (up to the closing quote on the same line) or bare (up to
 /// whitespace or a delimiter). Offsets are into the text.
@@ -595,10 +590,8 @@ impl GenericSecret {
         if bits < if hex { min_entropy - 0.5 } else { min_entropy } {
             return;
         }
-        if is_example_value(s) {
-            out.push(finding(EntityKind::GenericSecret, v.start, v.end, EXAMPLE_SCORE, &["entropy", "example-key"]));
-        } else {
-            let score = if bits >= 4.5 { 0.8 } else { 0.75 };
+        if !is_placeholder_key(s) {
+            let score = if bits >= 4.5 || (hex && bits >= 3.3) { 0.8 } else { 0.75 };
             out.push(finding(EntityKind::GenericSecret, v.start, v.end, score, &["key-name", "entropy"]));
         }
     }

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use perimeter_config::Config;
@@ -95,6 +95,7 @@ pub fn run(config: &Config, data_dir: &Path, args: IngestArgs) -> Result<i32> {
         embed_gate: Some(perimeter_index::EmbedGate {
             policy: config.policy.clone(),
             backend: config.embedding_backend.clone(),
+            audit: embed_audit(config, data_dir)?,
         }),
     };
     let bar = ProgressBar::new(0);
@@ -183,4 +184,16 @@ fn delete(index: &perimeter_index::Index, tenant: &str, paths: &[PathBuf], json:
         eprintln!("deleted {} documents", removed.len());
     }
     Ok(0)
+}
+
+/// With an embedding backend outside this process, every document's decision goes to the audit
+/// log before its chunks are sent; a log that cannot be opened stops the ingestion here.
+fn embed_audit(config: &Config, data_dir: &Path) -> Result<Option<perimeter_index::EmbedAudit>> {
+    if !perimeter_server::audit::embedder_leaves_process(config) {
+        return Ok(None);
+    }
+    let options = perimeter_store::audit_file::AuditOptions::default();
+    let auditor = perimeter_server::audit::Auditor::open(data_dir, options)
+        .context("the audit log (documents for an API embedder are recorded before they are sent)")?;
+    Ok(Some(perimeter_server::audit::embed_audit(std::sync::Arc::new(auditor), None)))
 }

@@ -50,6 +50,24 @@ pub struct EmbedGate {
     pub policy: std::sync::Arc<perimeter_policy::Policy>,
     /// The embedding backend's name.
     pub backend: String,
+    /// Called with every decision for a backend outside the process, before any chunk is sent:
+    /// the caller writes it to the audit log. An error refuses the document (fail closed).
+    pub audit: Option<EmbedAudit>,
+}
+
+/// The audit hook of an [`EmbedGate`].
+pub type EmbedAudit = std::sync::Arc<dyn Fn(&EmbedDecision<'_>) -> Result<(), String> + Send + Sync>;
+
+/// What the gate decided for one document (kinds and counts, never text).
+#[derive(Debug)]
+pub struct EmbedDecision<'a> {
+    pub tenant: &'a str,
+    pub document_id: &'a str,
+    pub level: Level,
+    pub entities: &'a BTreeMap<EntityKind, u32>,
+    pub backend: &'a str,
+    /// `Ok(redact)` when the chunks go (pseudonymised or not), `Err(reasons)` when refused.
+    pub outcome: Result<bool, &'a [String]>,
 }
 
 impl std::fmt::Debug for EmbedGate {
@@ -65,6 +83,14 @@ impl PartialEq for EmbedGate {
 }
 
 impl EmbedGate {
+    /// Whether the embedding backend runs outside this process (then decisions are audited).
+    fn leaves_process(&self) -> bool {
+        self.policy
+            .backend_index(&self.backend)
+            .and_then(|i| self.policy.backends().nth(i))
+            .is_none_or(|b| b.hosting != perimeter_policy::Hosting::Embedded)
+    }
+
     /// `Ok(redact)` when the document may be embedded, `Err(reasons)` when not.
     fn admit(&self, tenant: &str, label: Level, entities: &BTreeMap<EntityKind, u32>) -> Result<bool, Vec<String>> {
         use perimeter_policy::{decide, Budgets, Facts, Health, PassageFacts, Purpose};
@@ -397,10 +423,28 @@ fn prepare_bytes(
     let flagged_chunks = chunk_injection.iter().filter(|k| !k.is_empty()).count() as u32;
     let redact = match &options.embed_gate {
         None => false,
-        Some(gate) => match gate.admit(&options.tenant, label, &entities) {
-            Ok(redact) => redact,
-            Err(reasons) => return Ok(Prepared::Done(FileOutcome::Refused { reasons })),
-        },
+        Some(gate) => {
+            let decided = gate.admit(&options.tenant, label, &entities);
+            if let (Some(audit), true) = (&gate.audit, gate.leaves_process()) {
+                let decision = EmbedDecision {
+                    tenant: &options.tenant,
+                    document_id: &id.0,
+                    level: level.max(label),
+                    entities: &entities,
+                    backend: &gate.backend,
+                    outcome: decided.as_ref().map(|r| *r).map_err(Vec::as_slice),
+                };
+                if let Err(e) = audit(&decision) {
+                    return Ok(Prepared::Done(FileOutcome::Refused {
+                        reasons: vec![format!("the audit record could not be written ({e}); nothing was sent")],
+                    }));
+                }
+            }
+            match decided {
+                Ok(redact) => redact,
+                Err(reasons) => return Ok(Prepared::Done(FileOutcome::Refused { reasons })),
+            }
+        }
     };
     let embed_texts = chunks
         .iter()

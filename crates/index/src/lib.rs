@@ -15,8 +15,8 @@ use perimeter_store::{Store, StoreError};
 use perimeter_types::{Passage, RetrievalError, RetrievalQuery, Retriever};
 
 pub use ingest::{
-    display_source, document_id, ingest_bytes, ingest_paths, EmbedGate, FileOutcome, IngestEvent, IngestOptions,
-    IngestProgress, IngestReport, PIPELINE_VERSION,
+    display_source, document_id, ingest_bytes, ingest_paths, EmbedAudit, EmbedDecision, EmbedGate, FileOutcome,
+    IngestEvent, IngestOptions, IngestProgress, IngestReport, PIPELINE_VERSION,
 };
 pub use perimeter_extract::{ChunkSpec, Format};
 

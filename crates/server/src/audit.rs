@@ -172,6 +172,44 @@ pub fn record_policy(auditor: &Auditor, config: &perimeter_config::Config) {
     auditor.append_best_effort(r);
 }
 
+/// The ingestion gate's audit hook: each document's decision for an embedding backend outside
+/// the process becomes a `decision` (or `refusal`) record before any chunk is sent.
+pub fn embed_audit(auditor: std::sync::Arc<Auditor>, principal: Option<String>) -> perimeter_index::EmbedAudit {
+    std::sync::Arc::new(move |d: &perimeter_index::EmbedDecision<'_>| {
+        let kind = if d.outcome.is_ok() { RecordKind::Decision } else { RecordKind::Refusal };
+        let mut r = Record::new(kind);
+        r.tenant = Some(d.tenant.to_string());
+        r.principal = principal.clone();
+        r.level = Some(d.level.as_str().to_string());
+        r.entities = entity_counts(d.entities);
+        r.documents = vec![d.document_id.to_string()];
+        r.backend = Some(d.backend.to_string());
+        r.detail.insert("purpose".into(), "ingestion_embedding".into());
+        match d.outcome {
+            Ok(redact) => {
+                r.decision = Some("route".into());
+                r.redaction = Some(redact);
+            }
+            Err(reasons) => {
+                r.decision = Some("deny".into());
+                r.reasons = reasons.to_vec();
+                r.outcome = Some("refused".into());
+            }
+        }
+        let log = auditor.log().ok_or_else(|| "the audit log is unavailable".to_string())?;
+        log.append(r).map(|_| ()).map_err(|e| e.to_string())
+    })
+}
+
+/// Whether the embedding backend of `config` runs outside this process.
+pub fn embedder_leaves_process(config: &perimeter_config::Config) -> bool {
+    config
+        .backends
+        .iter()
+        .find(|b| b.profile.name == config.embedding_backend)
+        .is_none_or(|b| b.profile.hosting != perimeter_policy::Hosting::Embedded)
+}
+
 /// A record of `kind` for a request.
 pub fn request_record(kind: RecordKind, ctx: &RequestContext) -> Record {
     let mut r = Record::new(kind);

@@ -781,6 +781,7 @@ pub async fn create_document(
         embed_gate: Some(perimeter_index::EmbedGate {
             policy: state.config.policy.clone(),
             backend: state.config.embedding_backend.clone(),
+            audit: Some(crate::audit::embed_audit(state.audit.clone(), principal.key_id.clone())),
         }),
     };
     let source_name = format!("api:{source}");

@@ -309,3 +309,77 @@ async fn refused_keys_and_roles_are_on_record_without_the_key() {
     let text = log_text(&dir);
     assert!(!text.contains(&key.expose()) && !text.contains(&wrong), "a key is in the audit log");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn documents_for_an_api_embedder_are_on_record_before_they_are_sent() {
+    use perimeter_index::{ingest_bytes, EmbedGate, FileOutcome, IngestOptions};
+    let (url, _rec) = stand_in();
+    let dir = data_dir("ingest");
+    // An API backend that embeds; the vectors come from the local embedder (the gate only
+    // decides, by name, whether the text may go).
+    let extra = format!(
+        "[[backend]]\nname = \"api-embed\"\nprovider = \"openai_compatible\"\nhosting = \"api\"\nmodel = \"embed-stand-in\"\nbase_url = \"{url}\"\napi_key_env = \"{KEY_VAR}\"\njurisdiction = \"eu\"\nretention = \"none\"\ntrains_on_data = false\nserves = [\"embeddings\"]\ndimensions = 384\n\n[embedding]\nbackend = \"api-embed\"\n"
+    );
+    let config = config(&url, &extra);
+    let state = state(config.clone(), &dir);
+    let (embedder, _) = models();
+    let detector = perimeter_detect::Detector::new().unwrap();
+    let ingest = |audit, round: u32| {
+        let options = IngestOptions {
+            embed_gate: Some(EmbedGate {
+                policy: config.policy.clone(),
+                backend: config.embedding_backend.clone(),
+                audit: Some(audit),
+            }),
+            ..IngestOptions::default()
+        };
+        let (index, embedder, detector) = (state.index.clone(), embedder.clone(), &detector);
+        async move {
+            let mut out = Vec::new();
+            for (source, text) in [
+                (
+                    "open.md",
+                    format!("---\nlabel: public\n---\n# Depot hours\n\nThe depot opens at ten (edition {round}).\n"),
+                ),
+                (
+                    "closed.md",
+                    format!("---\nlabel: restricted\n---\n# Vault\n\nThe vault code list (edition {round}).\n"),
+                ),
+            ] {
+                let o = ingest_bytes(
+                    &index,
+                    embedder.as_ref(),
+                    detector,
+                    source,
+                    perimeter_extract::Format::Markdown,
+                    text.as_bytes(),
+                    &options,
+                )
+                .await
+                .unwrap();
+                out.push(o);
+            }
+            out
+        }
+    };
+    let outcomes = ingest(perimeter_server::audit::embed_audit(state.audit.clone(), None), 1).await;
+    assert!(matches!(outcomes[0], FileOutcome::Ingested { .. }), "{:?}", outcomes[0]);
+    assert!(matches!(outcomes[1], FileOutcome::Refused { .. }), "{:?}", outcomes[1]);
+    let all = records(&dir);
+    let routed: Vec<&Record> =
+        all.iter().filter(|r| r.detail.get("purpose").map(String::as_str) == Some("ingestion_embedding")).collect();
+    assert_eq!(routed.len(), 2, "{routed:#?}");
+    assert_eq!((routed[0].kind, routed[0].decision.as_deref()), (RecordKind::Decision, Some("route")));
+    assert_eq!(routed[0].backend.as_deref(), Some("api-embed"));
+    assert_eq!((routed[1].kind, routed[1].decision.as_deref()), (RecordKind::Refusal, Some("deny")));
+    assert_eq!(routed[1].level.as_deref(), Some("restricted"));
+    assert!(!log_text(&dir).contains("depot opens"), "document text in the audit log");
+
+    // Without a log, nothing goes: the document is refused before any chunk is embedded.
+    let broken = std::sync::Arc::new(perimeter_server::audit::Auditor::unavailable("test".into()));
+    let outcomes = ingest(perimeter_server::audit::embed_audit(broken, None), 2).await;
+    match &outcomes[0] {
+        FileOutcome::Refused { reasons } => assert!(reasons[0].contains("audit record"), "{reasons:?}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}

@@ -176,7 +176,7 @@ fn state_with(config: Config, name: &str, embedder: Arc<dyn Embedder>) -> (AppSt
     let _ = std::fs::remove_dir_all(&dir);
     let index = Arc::new(open_index(&dir, embedder.as_ref()).unwrap());
     let detector = Arc::new(perimeter_detect::Detector::new().unwrap());
-    let gate = EmbedGate { policy: config.policy.clone(), backend: config.embedding_backend.clone() };
+    let gate = EmbedGate { policy: config.policy.clone(), backend: config.embedding_backend.clone(), audit: None };
     let options = IngestOptions { embed_gate: Some(gate), ..IngestOptions::default() };
     let docs = [("public.md", PUBLIC_DOC), ("restricted.md", RESTRICTED_DOC), ("contacts.md", CONFIDENTIAL_DOC)];
     let outcomes = std::thread::scope(|s| {

@@ -156,7 +156,7 @@ pub fn fixture(name: &str) -> Fixture {
     let _ = std::fs::remove_dir_all(&dir);
     let index = Arc::new(open_index(&dir, embedder.as_ref()).unwrap());
     let detector = Arc::new(perimeter_detect::Detector::new().unwrap());
-    let gate = EmbedGate { policy: config.policy.clone(), backend: config.embedding_backend.clone() };
+    let gate = EmbedGate { policy: config.policy.clone(), backend: config.embedding_backend.clone(), audit: None };
     let ids = std::thread::scope(|s| {
         s.spawn(|| {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();

@@ -635,9 +635,23 @@ pub async fn models(State(state): State<AppState>) -> Json<Value> {
     let created = 1_700_000_000u64;
     let entry = |id: &str, kind: &str, backend: Value| json!({"id": id, "object": "model", "created": created, "owned_by": "perimeter", "perimeter": {"kind": kind, "backend": backend}});
     let mut data = vec![entry(ROUTED_MODEL, "chat", json!("routed by policy"))];
+    // One entry per model id: several backends may serve the same model (say, OpenAI and Azure
+    // OpenAI). `backend` is the preferred one (policy order); `backends` lists them all.
     for (b, _) in state.backends.summary() {
-        if b.profile.purposes.contains(&perimeter_policy::Purpose::Chat) {
-            data.push(entry(&b.profile.model, "chat", json!(b.profile.name)));
+        if !b.profile.purposes.contains(&perimeter_policy::Purpose::Chat) {
+            continue;
+        }
+        match data.iter_mut().find(|m| m["id"] == b.profile.model.as_str() && m["perimeter"]["kind"] == "chat") {
+            Some(m) => {
+                if let Some(list) = m["perimeter"]["backends"].as_array_mut() {
+                    list.push(json!(b.profile.name));
+                }
+            }
+            None => {
+                let mut m = entry(&b.profile.model, "chat", json!(b.profile.name));
+                m["perimeter"]["backends"] = json!([b.profile.name]);
+                data.push(m);
+            }
         }
     }
     data.push(entry(state.embedder.model(), "embedding", json!(state.config.embedding_backend)));

@@ -648,3 +648,18 @@ async fn a_self_hosted_backend_can_be_required_to_present_a_signed_manifest() {
         assert_eq!(health(name)["problem"], "its model files failed verification");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_served_by_two_backends_is_listed_once() {
+    let (url, _rec) = stand_in(Mode::Answer);
+    let (embedder, _) = models();
+    let text = format!("{}{}", api_backend("api-a", &url, KEY_VAR, 10), api_backend("api-b", &url, KEY_VAR, 20));
+    let (state, _) = state_with(config(&text), "models", embedder);
+    let response = app(state.clone()).oneshot(Request::get("/v1/models").body(Body::empty()).unwrap()).await.unwrap();
+    let body: Value = serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    let ids: Vec<&str> = body["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.iter().filter(|id| **id == "gpt-stand-in").count(), 1, "{ids:?}");
+    let entry = body["data"].as_array().unwrap().iter().find(|m| m["id"] == "gpt-stand-in").unwrap();
+    assert_eq!(entry["perimeter"]["backend"], "api-a");
+    assert_eq!(entry["perimeter"]["backends"], json!(["api-a", "api-b"]));
+}

@@ -105,8 +105,11 @@ pub(crate) fn group_lengths(s: &str) -> impl Iterator<Item = usize> + '_ {
 /// references, type names and empty-ish words. `changeme` and `password` are real (weak)
 /// passwords and are not placeholders.
 pub(crate) fn is_placeholder(v: &str) -> bool {
-    let lower = v.to_ascii_lowercase();
-    let l = lower.as_str();
+    is_placeholder_lower(&v.to_ascii_lowercase())
+}
+
+/// [`is_placeholder`] of a value already in ASCII lower case.
+fn is_placeholder_lower(l: &str) -> bool {
     let all_same_mask = l.bytes().all(|b| matches!(b, b'*' | b'x' | b'.' | b'#' | b'-' | b'_' | b'?' | b'0'));
     all_same_mask
         || (l.starts_with('<') && l.ends_with('>'))
@@ -152,10 +155,9 @@ pub(crate) fn is_placeholder(v: &str) -> bool {
         )
 }
 
-/// A value that contains "example", "sample" or "dummy": a documented example key
-/// (`AKIAIOSFODNN7EXAMPLE`), which is not reported.
-pub(crate) fn is_example_value(v: &str) -> bool {
-    let l = v.to_ascii_lowercase();
+/// A value (`l`, in ASCII lower case) that contains "example", "sample" or "dummy": a
+/// documented example key (`AKIAIOSFODNN7EXAMPLE`), which is not reported.
+fn is_example_lower(l: &str) -> bool {
     l.contains("example") || l.contains("sample") || l.contains("dummy")
 }
 
@@ -173,12 +175,14 @@ const PLACEHOLDER_WORDS: &[&str] = &[
 /// whole match; its lower-case prefix segments (`sk_live_`, `xoxb-`, `github_pat_`) are
 /// skipped before the body is judged.
 pub(crate) fn is_placeholder_key(v: &str) -> bool {
-    if is_example_value(v) || is_placeholder(v) {
+    // One lower-case copy serves the example, placeholder and word checks.
+    let lower = v.to_ascii_lowercase();
+    let l = lower.as_str();
+    if is_example_lower(l) || is_placeholder_lower(l) {
         return true;
     }
-    let lower = v.to_ascii_lowercase();
     for word in ["changeme", "change_me", "change-me", "placeholder", "your_", "your-", "xxxxx"] {
-        if lower.contains(word) {
+        if l.contains(word) {
             return true;
         }
     }
@@ -195,11 +199,12 @@ pub(crate) fn is_placeholder_key(v: &str) -> bool {
         return true;
     }
     // Every segment a placeholder word, or alphabetic and shaped like `here`/`key`.
-    let segments: Vec<&str> = body.split(['-', '_', '.']).filter(|s| !s.is_empty()).collect();
-    if !segments.is_empty()
-        && segments.iter().all(|s| {
-            let l = s.to_ascii_lowercase();
-            PLACEHOLDER_WORDS.contains(&l.as_str()) || l.bytes().all(|b| b == b'x')
+    // (The words are lower-case ASCII, so an ASCII-case-insensitive comparison is the same
+    // test as comparing the lower-cased segment.)
+    let mut segments = body.split(['-', '_', '.']).filter(|s| !s.is_empty()).peekable();
+    if segments.peek().is_some()
+        && segments.all(|s| {
+            PLACEHOLDER_WORDS.iter().any(|w| s.eq_ignore_ascii_case(w)) || s.bytes().all(|b| matches!(b, b'x' | b'X'))
         })
     {
         return true;

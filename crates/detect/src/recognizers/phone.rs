@@ -344,22 +344,75 @@ const NATIONAL_PLANS: [(u16, &[&str]); 11] = [
     (48, &["ul", "pan", "pani", "nie", "jest", "telefonu", "tel", "polska", "poland", "warszawa", "kraków", "pl"]),
 ];
 
-/// The plans of [`NATIONAL_PLANS`] with at least two of their words near `start..end`, most
-/// words first.
-fn hinted_plans(t: &str, start: usize, end: usize) -> Vec<u16> {
-    let mut counts = [0u8; NATIONAL_PLANS.len()];
-    let mut seen: Vec<&'static str> = Vec::new();
-    let mut word = String::new();
-    for part in [before(t, start, 400), after(t, end, 200)] {
-        for w in part.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty() && w.len() <= 16) {
-            word.clear();
-            word.extend(w.chars().flat_map(char::to_lowercase));
-            for (i, (_, words)) in NATIONAL_PLANS.iter().enumerate() {
-                if let Some(&hit) = words.iter().find(|&&c| c == word) {
-                    if !seen.contains(&hit) {
-                        seen.push(hit);
-                        counts[i] = counts[i].saturating_add(1);
+/// The words of [`NATIONAL_PLANS`], bucketed by byte length and first byte, each with the first
+/// plan that lists it (a word two plans list, "geboren", counts for the first only) and its
+/// number among the distinct words. Built once; [`hinted_plans`] looks each word of a window up
+/// here instead of comparing it with every plan's list.
+struct PlanWords {
+    /// Index `len * 256 + first byte`; `len` up to [`PlanWords::MAX_LEN`].
+    buckets: Vec<Vec<(&'static str, u8, u8)>>,
+}
+
+impl PlanWords {
+    const MAX_LEN: usize = 16;
+
+    fn get() -> &'static PlanWords {
+        static WORDS: OnceLock<PlanWords> = OnceLock::new();
+        WORDS.get_or_init(|| {
+            let mut buckets = vec![Vec::new(); (Self::MAX_LEN + 1) * 256];
+            let mut distinct: Vec<&'static str> = Vec::new();
+            for (plan, (_, words)) in NATIONAL_PLANS.iter().enumerate() {
+                for &w in *words {
+                    if distinct.contains(&w) || w.is_empty() || w.len() > Self::MAX_LEN {
+                        continue;
                     }
+                    let id = distinct.len() as u8;
+                    distinct.push(w);
+                    buckets[w.len() * 256 + usize::from(w.as_bytes()[0])].push((w, plan as u8, id));
+                }
+            }
+            PlanWords { buckets }
+        })
+    }
+
+    /// The plan and word number of `lower` (a lowercase word), if a plan lists it.
+    fn lookup(&self, lower: &[u8]) -> Option<(u8, u8)> {
+        let first = *lower.first()?;
+        if lower.len() > Self::MAX_LEN {
+            return None;
+        }
+        self.buckets[lower.len() * 256 + usize::from(first)]
+            .iter()
+            .find(|(w, _, _)| w.as_bytes() == lower)
+            .map(|&(_, plan, id)| (plan, id))
+    }
+}
+
+/// The plans of [`NATIONAL_PLANS`] with at least two of their words near `start..end`, most
+/// words first. Each distinct word counts once, for the first plan that lists it.
+fn hinted_plans(t: &str, start: usize, end: usize) -> Vec<u16> {
+    let table = PlanWords::get();
+    let mut counts = [0u8; NATIONAL_PLANS.len()];
+    let mut seen = [0u64; 4];
+    let mut word = String::new();
+    let mut ascii = [0u8; 16];
+    for part in [before(t, start, 400), after(t, end, 200)] {
+        for w in alphanumeric_words(part).filter(|w| w.len() <= 16) {
+            let hit = if w.is_ascii() {
+                let lower = &mut ascii[..w.len()];
+                lower.copy_from_slice(w.as_bytes());
+                lower.make_ascii_lowercase();
+                table.lookup(lower)
+            } else {
+                word.clear();
+                word.extend(w.chars().flat_map(char::to_lowercase));
+                table.lookup(word.as_bytes())
+            };
+            if let Some((plan, id)) = hit {
+                let (slot, bit) = (usize::from(id / 64), 1u64 << (id % 64));
+                if seen[slot] & bit == 0 {
+                    seen[slot] |= bit;
+                    counts[usize::from(plan)] = counts[usize::from(plan)].saturating_add(1);
                 }
             }
         }
@@ -368,6 +421,41 @@ fn hinted_plans(t: &str, start: usize, end: usize) -> Vec<u16> {
         NATIONAL_PLANS.iter().zip(counts).filter(|(_, n)| *n >= 2).map(|((code, _), n)| (n, *code)).collect();
     plans.sort_by_key(|&(n, _)| std::cmp::Reverse(n));
     plans.into_iter().map(|(_, code)| code).collect()
+}
+
+/// The non-empty runs of alphanumeric characters of `s` (the words of
+/// `s.split(|c: char| !c.is_alphanumeric())`), reading ASCII a byte at a time.
+fn alphanumeric_words(s: &str) -> impl Iterator<Item = &str> + '_ {
+    let b = s.as_bytes();
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        // The alphanumeric character at `at`, if it is one, and its length.
+        let step = |at: usize| -> (bool, usize) {
+            match b[at] {
+                c if c.is_ascii() => (c.is_ascii_alphanumeric(), 1),
+                _ => s[at..].chars().next().map_or((false, 1), |c| (c.is_alphanumeric(), c.len_utf8())),
+            }
+        };
+        while i < b.len() {
+            let (alnum, len) = step(i);
+            if alnum {
+                break;
+            }
+            i += len;
+        }
+        if i >= b.len() {
+            return None;
+        }
+        let start = i;
+        while i < b.len() {
+            let (alnum, len) = step(i);
+            if !alnum {
+                break;
+            }
+            i += len;
+        }
+        Some(&s[start..i])
+    })
 }
 
 /// Words that make ten bare digits a phone number ("call" and "contact" are too common in code).
@@ -491,6 +579,27 @@ impl Recognizer for Phone {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plan_words_have_byte_ids() {
+        // Word numbers are `u8`s and index a 256-bit set.
+        let distinct: std::collections::HashSet<&str> =
+            NATIONAL_PLANS.iter().flat_map(|(_, w)| w.iter().copied()).collect();
+        assert!(distinct.len() <= 256);
+        assert!(distinct.iter().all(|w| !w.is_empty() && w.len() <= PlanWords::MAX_LEN));
+        // Listed by Dutch and German, counted for Dutch (the first).
+        let plan = PlanWords::get().lookup(b"geboren").map(|(plan, _)| usize::from(plan));
+        assert_eq!(plan.map(|p| NATIONAL_PLANS[p].0), Some(31));
+        assert_eq!(PlanWords::get().lookup(b"telefonx"), None);
+    }
+
+    #[test]
+    fn words_split_like_str_split() {
+        for s in ["", " ", "a", "Tél: 06 12, né à Köln—über x1 «rue»", "ß.İx  ǅ 9é", "end."] {
+            let want: Vec<&str> = s.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).collect();
+            assert_eq!(alphanumeric_words(s).collect::<Vec<_>>(), want, "{s}");
+        }
+    }
 
     #[test]
     fn agrees_with_phonenumber_on_samples() {

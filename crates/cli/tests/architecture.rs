@@ -22,6 +22,7 @@ const PURE: &[&str] = &[
     "perimeter-cost",
     "perimeter-audit",
     "perimeter-guard",
+    "perimeter-canary",
 ];
 /// Crates that do IO; none may appear among the pure crates' normal dependencies, directly or not.
 const IO_CRATES: &[&str] = &[

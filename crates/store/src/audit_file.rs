@@ -378,7 +378,7 @@ impl AuditLog {
     /// routing record was flushed before the request went out).
     pub fn append_with(&self, record: Record, durable: bool) -> Result<Sealed, AuditLogError> {
         let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        let _lock = FileLock::exclusive(&inner.file, &inner.path)?;
+        let lock = FileLock::exclusive(&inner.file, &inner.path)?;
         self.catch_up(&mut inner)?;
         let now = now_millis();
         let mut record = record;
@@ -392,6 +392,10 @@ impl AuditLog {
             let head = inner.verifier.head();
             self.write_signed(&mut inner, Record::new(RecordKind::Checkpoint), head)?;
         }
+        // The file lock goes before the mutex: the lock is shared by this process's handles (one
+        // open file description), so releasing it while another thread of this process already
+        // holds the mutex would let another process write in the middle of that thread's append.
+        drop(lock);
         if durable {
             self.make_durable(inner)?;
         }
@@ -424,13 +428,14 @@ impl AuditLog {
     /// on a timer and at shutdown, so a clean log ends sealed).
     pub fn checkpoint_now(&self) -> Result<Option<Sealed>, AuditLogError> {
         let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        let _lock = FileLock::exclusive(&inner.file, &inner.path)?;
+        let lock = FileLock::exclusive(&inner.file, &inner.path)?;
         self.catch_up(&mut inner)?;
         if inner.verifier.since_signed() == 0 {
             return Ok(None);
         }
         let head = inner.verifier.head();
         let sealed = self.write_signed(&mut inner, Record::new(RecordKind::Checkpoint), head)?;
+        drop(lock); // before the mutex, as in `append_with`
         self.make_durable(inner)?;
         Ok(Some(sealed))
     }

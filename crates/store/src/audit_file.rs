@@ -269,17 +269,20 @@ impl AuditLog {
         };
         let status = verifier.clone().finish(&scan.tail).status;
         let mut inner = Inner { path: path.clone(), file, verifier, offset: scan.end };
+        let new_segment = opts.new_segment;
+        // Exactly one branch below builds the log.
+        let build = move |inner: Inner, opened: Opened| AuditLog {
+            data_dir: data_dir.to_path_buf(),
+            opts,
+            keys: keys.keys,
+            opened,
+            inner: Mutex::new(inner),
+            written: Default::default(),
+            synced: Mutex::new(0),
+        };
         let log = if scan.end == 0 && scan.tail.is_empty() {
             // A new (or empty) log: its first segment record.
-            let mut log = AuditLog {
-                data_dir: data_dir.to_path_buf(),
-                opts,
-                keys: keys.keys,
-                opened,
-                inner: Mutex::new(inner),
-                written: Default::default(),
-                synced: Mutex::new(0),
-            };
+            let mut log = build(inner, opened);
             let mut inner = log.inner.lock().unwrap_or_else(PoisonError::into_inner);
             let mut first = Record::new(RecordKind::Segment);
             first.reasons.push("new log".into());
@@ -290,16 +293,8 @@ impl AuditLog {
             log.opened.created_log = true;
             log
         } else if status.is_intact() {
-            AuditLog {
-                data_dir: data_dir.to_path_buf(),
-                opts,
-                keys: keys.keys,
-                opened,
-                inner: Mutex::new(inner),
-                written: Default::default(),
-                synced: Mutex::new(0),
-            }
-        } else if !opts.new_segment {
+            build(inner, opened)
+        } else if !new_segment {
             return Err(AuditLogError::Unverified { path, status });
         } else {
             // Keep the old segment locked while the new one is made, so no one appends to it.
@@ -312,15 +307,7 @@ impl AuditLog {
             inner = Inner { path: next.clone(), file, verifier: Verifier::new(Some(&public)), offset: 0 };
             opened.segment = next.clone();
             opened.replaced = Some((path.clone(), status.clone()));
-            let log = AuditLog {
-                data_dir: data_dir.to_path_buf(),
-                opts,
-                keys: keys.keys,
-                opened,
-                inner: Mutex::new(inner),
-                written: Default::default(),
-                synced: Mutex::new(0),
-            };
+            let log = build(inner, opened);
             let mut guard = log.inner.lock().unwrap_or_else(PoisonError::into_inner);
             let mut first = Record::new(RecordKind::Segment);
             first.reasons.push(format!("the previous segment does not verify: {status}"));

@@ -1,7 +1,9 @@
 //! Given-name and surname lists for PERSON detection (see `data/README.md` for their source),
 //! compiled into the binary and loaded into hash sets once per [`crate::Detector`].
 
-use std::collections::HashSet;
+use std::sync::OnceLock;
+
+use rustc_hash::FxHashMap;
 
 use unicode_normalization::char::decompose_canonical;
 
@@ -45,19 +47,46 @@ const PLACE_WORDS: &[&str] = &[
     "shop", "store", "stores", "supplies", "systems", "technologies", "labs", "media", "foods", "logistics",
 ];
 
-/// Loaded name lists.
+/// Bits of a word's entry in [`Names`].
+const GIVEN_BIT: u8 = 1;
+const SURNAME_BIT: u8 = 2;
+const NOT_GIVEN_BIT: u8 = 4;
+const PLACE_BIT: u8 = 8;
+const AMBIGUOUS_BIT: u8 = 16;
+
+/// Loaded name lists: one hash lookup per word answers every question below.
 pub(crate) struct Names {
-    given: HashSet<&'static str>,
-    surnames: HashSet<&'static str>,
+    words: &'static FxHashMap<&'static str, u8>,
+}
+
+/// The word lists as one table, built on first use (the hand lists are also needed by the
+/// associated functions, which have no [`Names`]).
+fn table() -> &'static FxHashMap<&'static str, u8> {
+    static TABLE: OnceLock<FxHashMap<&'static str, u8>> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        let lines = |s: &'static str| s.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#'));
+        let mut words: FxHashMap<&'static str, u8> = FxHashMap::default();
+        let mut mark = |list: &mut dyn Iterator<Item = &'static str>, bit: u8| {
+            for w in list {
+                *words.entry(w).or_default() |= bit;
+            }
+        };
+        mark(&mut lines(GIVEN).chain(lines(EXTRA_GIVEN)), GIVEN_BIT);
+        mark(&mut lines(SURNAMES).chain(lines(EXTRA_SURNAMES)), SURNAME_BIT);
+        mark(&mut NOT_GIVEN.iter().copied(), NOT_GIVEN_BIT);
+        mark(&mut PLACE_WORDS.iter().copied(), PLACE_BIT);
+        mark(&mut AMBIGUOUS_GIVEN.iter().copied(), AMBIGUOUS_BIT);
+        words
+    })
 }
 
 impl Names {
     pub(crate) fn load() -> Self {
-        let lines = |s: &'static str| s.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#'));
-        Names {
-            given: lines(GIVEN).chain(lines(EXTRA_GIVEN)).collect(),
-            surnames: lines(SURNAMES).chain(lines(EXTRA_SURNAMES)).collect(),
-        }
+        Names { words: table() }
+    }
+
+    fn bits(words: &FxHashMap<&'static str, u8>, key: &str) -> u8 {
+        words.get(key).copied().unwrap_or(0)
     }
 
     /// `word` (any case, apostrophes ignored) is a known given name.
@@ -66,23 +95,23 @@ impl Names {
         if word.contains('-') {
             return word.split('-').all(|part| self.is_given(part));
         }
-        with_key(word, |k| self.given.contains(k) && !NOT_GIVEN.contains(&k))
+        with_key(word, |k| Self::bits(self.words, k) & (GIVEN_BIT | NOT_GIVEN_BIT) == GIVEN_BIT)
     }
 
     /// `word` is a known surname (the last part of a hyphenated name counts).
     pub(crate) fn is_surname(&self, word: &str) -> bool {
         let last = word.rsplit('-').next().unwrap_or(word);
-        with_key(last, |k| self.surnames.contains(k) && !PLACE_WORDS.contains(&k))
+        with_key(last, |k| Self::bits(self.words, k) & (SURNAME_BIT | PLACE_BIT) == SURNAME_BIT)
     }
 
     /// A word that ends names of places and organisations ("Street", "Hospital", "Ltd").
     pub(crate) fn is_place_word(word: &str) -> bool {
-        with_key(word, |k| PLACE_WORDS.contains(&k))
+        with_key(word, |k| Self::bits(table(), k) & PLACE_BIT != 0)
     }
 
     /// A given name that is also an everyday word.
     pub(crate) fn is_ambiguous_given(word: &str) -> bool {
-        with_key(word, |k| AMBIGUOUS_GIVEN.contains(&k))
+        with_key(word, |k| Self::bits(table(), k) & AMBIGUOUS_BIT != 0)
     }
 }
 
@@ -134,7 +163,8 @@ mod tests {
     #[test]
     fn lists_load_and_look_up() {
         let n = Names::load();
-        assert!(n.given.len() > 5000 && n.surnames.len() > 30000);
+        let count = |bit: u8| n.words.values().filter(|&&b| b & bit != 0).count();
+        assert!(count(GIVEN_BIT) > 5000 && count(SURNAME_BIT) > 30000);
         assert!(n.is_given("John") && n.is_given("SIOBHAN") && n.is_given("niamh"));
         assert!(n.is_surname("Smith") && n.is_surname("O'Brien") && n.is_surname("Smith-Jones"));
         assert!(!n.is_surname("Street") && !n.is_given("The") && !n.is_given("東京"));

@@ -1,21 +1,23 @@
 //! `perimeter detect` and `perimeter redact`: the detector and the pseudonymiser on a file or
 //! standard input, in memory that does not grow with the input.
 //!
-//! Both read the text in windows of 4 MiB that overlap by 64 KiB ([`windows`]). The detector runs
-//! on each whole window, but only what starts before the cut (64 KiB before the window's end) is
-//! reported; the next window starts at the cut, or at the end of the last value reported when
-//! that runs past it, so a value that straddles an edge is found whole, once.
+//! Both read the input twice. A first pass checks that it is UTF-8 (naming the offset of the
+//! first invalid byte), so an invalid input fails before anything is written: no half-written
+//! JSON document on standard output. For `redact` the same pass collects the placeholder-shaped
+//! literals ([`LiteralScanner`]), so that it keeps one numbering for the whole input and never
+//! chooses a placeholder that occurs literally in it. Standard input cannot be read twice, so it
+//! is first copied to a file in the temporary directory that only this user can read, and which
+//! is unlinked as soon as it is created (on Unix; elsewhere deleted on close), so it does not
+//! outlive the run. A FILE that changes between the two passes is not supported.
 //!
-//! `redact` keeps one numbering for the whole input and never chooses a placeholder that occurs
-//! literally in it, so it reads the input twice: a first pass checks that it is UTF-8 and collects
-//! the placeholder-shaped literals ([`LiteralScanner`]); the second detects and redacts window by
-//! window ([`StreamRedactor`]) and writes each redacted head as it goes. The output is the same as
-//! redacting the whole text at once with the same findings. An invalid input fails in the first
-//! pass, before anything is written. Standard input cannot be read twice, so it is first copied
-//! to a file in the temporary directory that only this user can read, and which is unlinked as
-//! soon as it is created (on Unix; elsewhere deleted on close), so it does not outlive the run.
-//! Memory is the window, the detector and the mapping (each distinct value once), which `--json`
-//! prints at the end. A FILE that changes between the two passes is not supported.
+//! The second pass reads the text in windows of 4 MiB that overlap by 64 KiB ([`windows`]). The
+//! detector runs on each whole window, but only what starts before the cut (64 KiB before the
+//! window's end) is reported; the next window starts at the cut, or at the end of the last value
+//! reported when that runs past it, so a value that straddles an edge is found whole, once.
+//! `redact` then redacts window by window ([`StreamRedactor`]) and writes each redacted head as it
+//! goes; the output is the same as redacting the whole text at once with the same findings.
+//! Memory is the window, the detector and, for `redact`, the mapping (each distinct value once),
+//! which `--json` prints at the end.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, ErrorKind, Read, Seek, Write};
@@ -43,7 +45,9 @@ const JSON_PIECE: usize = 64 << 10;
 
 #[derive(Args)]
 pub struct DetectArgs {
-    /// File to scan; `-` or nothing reads standard input.
+    /// File to scan; `-` or nothing reads standard input. The input is read twice (UTF-8 is
+    /// checked before anything is printed), so standard input is first copied to a private,
+    /// already unlinked file in $TMPDIR.
     input: Option<PathBuf>,
     /// Print one JSON document: {"level", "findings": [{"kind", "start", "end", "score", "evidence"}]}.
     #[arg(long)]
@@ -160,24 +164,44 @@ fn finding_json(f: &Finding, base: usize, text: Option<&str>) -> serde_json::Val
 
 pub fn detect(args: DetectArgs) -> Result<i32> {
     let detector = Detector::new()?;
-    let mut reader: Box<dyn Read> = match input_path(&args.input) {
-        None => Box::new(std::io::stdin().lock()),
-        Some(path) => Box::new(open(path)?),
+    let mut input = match input_path(&args.input) {
+        Some(path) => open(path)?,
+        None => spool_stdin()?,
     };
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
+    detect_to(&detector, &mut input, args.json, args.show_values, SIZES, &mut out)?;
+    out.flush()?;
+    Ok(0)
+}
+
+/// Writes the findings of `input` (from its start) to `out` as text or `--json`. A first pass
+/// checks that the input is UTF-8, so an invalid input fails before anything is written (no
+/// half-written JSON document on standard output).
+fn detect_to<R: Read + Seek>(
+    detector: &Detector,
+    input: &mut R,
+    json: bool,
+    show_values: bool,
+    sizes: Sizes,
+    out: &mut impl Write,
+) -> Result<()> {
+    input.rewind().context("could not rewind the input")?;
+    scan_literals(input, sizes)?;
+    input.rewind().context("could not rewind the input")?;
+    let reader: &mut dyn Read = input;
     let mut level: Option<Level> = None;
     let mut count = 0usize;
-    if args.json {
+    if json {
         write!(out, "{{\"findings\": [")?;
     }
-    windows(reader.as_mut(), SIZES, |text, base, cut| {
+    windows(reader, sizes, |text, base, cut| {
         let mut next = cut;
         for f in detector.detect(text).iter().filter(|f| f.start < cut) {
             next = next.max(f.end);
             level = level.max(Some(f.kind.default_level()));
-            let value = args.show_values.then(|| &text[f.start..f.end]);
-            if args.json {
+            let value = show_values.then(|| &text[f.start..f.end]);
+            if json {
                 let sep = if count == 0 { "" } else { "," };
                 write!(out, "{sep}\n  {}", finding_json(f, base, value))?;
             } else {
@@ -192,13 +216,12 @@ pub fn detect(args: DetectArgs) -> Result<i32> {
         Ok(next)
     })?;
     let level_name = level.map(|l| l.as_str()).unwrap_or("public");
-    if args.json {
+    if json {
         writeln!(out, "{}], \"level\": \"{level_name}\"}}", if count == 0 { "" } else { "\n" })?;
     } else {
         writeln!(out, "{count} findings; level {level_name}")?;
     }
-    out.flush()?;
-    Ok(0)
+    Ok(())
 }
 
 pub fn redact(args: RedactArgs) -> Result<i32> {
@@ -260,7 +283,8 @@ fn redact_to<R: Read + Seek>(
 }
 
 /// The first pass: checks that the input is UTF-8 (naming the offset of the first invalid byte)
-/// and collects its placeholder-shaped literals.
+/// and collects its placeholder-shaped literals (which `detect` does not need; collecting them
+/// costs little next to reading).
 fn scan_literals(reader: &mut dyn Read, sizes: Sizes) -> Result<Literals> {
     let mut scanner = LiteralScanner::new();
     // Room for at least one byte after an incomplete character (at most 3 bytes) carried over.
@@ -321,7 +345,7 @@ fn spool_stdin() -> Result<File> {
     let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
     let mut attempt = 0u32;
     let mut file = loop {
-        let path = dir.join(format!("perimeter-redact-{}-{stamp}-{attempt}", std::process::id()));
+        let path = dir.join(format!("perimeter-scan-{}-{stamp}-{attempt}", std::process::id()));
         match anonymous_file(&path) {
             Ok(file) => break file,
             Err(e) if e.kind() == ErrorKind::AlreadyExists && attempt < 100 => attempt += 1,
@@ -445,6 +469,15 @@ mod tests {
                 redact_to(&detector, &mut Cursor::new(&bytes), &Tokens::Sequential, json, SMALL, &mut out).unwrap_err();
             assert!(format!("{err:#}").contains(&format!("offset {at}")), "{err:#}");
             assert!(out.is_empty());
+            // `detect` too: no half-written document although the findings start much earlier.
+            let err = detect_to(&detector, &mut Cursor::new(&bytes), json, false, SMALL, &mut out).unwrap_err();
+            assert!(format!("{err:#}").contains(&format!("offset {at}")), "{err:#}");
+            assert!(out.is_empty());
+            // Without the bad byte the same call writes the findings.
+            let mut fixed = bytes.clone();
+            fixed.remove(at);
+            detect_to(&detector, &mut Cursor::new(&fixed), json, false, SMALL, &mut out).unwrap();
+            assert!(String::from_utf8_lossy(&out).contains("EMAIL"), "{}", String::from_utf8_lossy(&out));
         }
         // A character cut short by the end of the input.
         let mut bytes = sample(10).into_bytes();

@@ -449,6 +449,11 @@ fn detect_and_redact_on_the_command_line() {
     let (code, _, err) = stdin_run(perimeter(data.path()).args(["detect"]), b"ok text \xff\xfe more");
     assert_eq!(code, 1);
     assert!(err.contains("not valid UTF-8") && err.contains("offset 8"), "{err}");
+    // A finding before the bad byte: still nothing on standard output, not half a document.
+    let (code, out, err) =
+        stdin_run(perimeter(data.path()).args(["detect", "--json"]), b"mail h.nowak@example.org \xff more");
+    assert_eq!(code, 1);
+    assert!(out.is_empty() && err.contains("offset 25"), "{out} / {err}");
 
     let (code, out, err) = stdin_run(perimeter(data.path()).args(["redact"]), text.as_bytes());
     assert_eq!(code, 0, "{err}");

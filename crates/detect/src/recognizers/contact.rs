@@ -61,8 +61,11 @@ impl Recognizer for Email {
             if local_len - lead == 0 || local_len - lead > 64 {
                 continue;
             }
-            // `scheme://user:pass@host` is a URL with credentials, not an address.
-            if byte_before(t, start) == Some(b':') && before(t, start, 80).contains("://") {
+            // `scheme://user:pass@host` and `scheme://token@host` (a Sentry DSN, a token in a
+            // clone URL) are URLs with credentials, not addresses.
+            if (byte_before(t, start) == Some(b':') && before(t, start, 80).contains("://"))
+                || t[..start].ends_with("://")
+            {
                 continue;
             }
             // `git@github.com:org/repo` is an SSH remote.
@@ -227,6 +230,11 @@ impl Recognizer for Ipv4 {
             if octets == [0, 0, 0, 0] || octets == [255, 255, 255, 255] || octets[0] == 127 {
                 continue;
             }
+            // A network in CIDR notation ("10.20.0.0/16": no host bits set) is a range of
+            // addresses, not one host.
+            if is_network(octets, &t[m.end()..]) {
+                continue;
+            }
             // "v1.2.3.4", "version 1.2.3.4", "agent upgraded to 1.2.3.4".
             let prev = before(t, m.start(), 16);
             if prev.ends_with(['v', 'V'])
@@ -238,6 +246,19 @@ impl Recognizer for Ipv4 {
             out.push(finding(EntityKind::IpAddress, m.start(), m.end(), 0.85, &["ipv4"]));
         }
     }
+}
+
+/// `rest` (the text after an IPv4 address) starts with a prefix length `/N` (N < 32, not
+/// followed by another digit) under which every host bit of `octets` is zero.
+fn is_network(octets: [u32; 4], rest: &str) -> bool {
+    let Some(len) = rest.strip_prefix('/') else { return false };
+    let digits = len.bytes().take_while(u8::is_ascii_digit).count();
+    if !(1..=2).contains(&digits) {
+        return false;
+    }
+    let Ok(prefix) = len[..digits].parse::<u32>() else { return false };
+    let addr = octets.iter().fold(0u32, |a, &o| (a << 8) | o);
+    prefix < 32 && addr & (u32::MAX >> prefix) == 0
 }
 
 /// The last word of `prev` (ignoring trailing spaces and `:`/`=`/`#`) is one of `words`.

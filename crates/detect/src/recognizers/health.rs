@@ -12,8 +12,13 @@ use crate::{DetectError, Finding, NormalizedText, Recognizer};
 
 pub(super) fn add(all: &mut Vec<Box<dyn Recognizer>>) -> Result<(), DetectError> {
     let month = r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)";
+    // Month names in the languages whose date-of-birth cues are below (French, German, Dutch,
+    // Spanish, Italian, Portuguese, Polish genitive, Swedish), written day first ("3 avril
+    // 1991", "12. März 1984", "3 de mayo de 1958"). Non-ASCII letters are matched in the case
+    // they are written in (the patterns are compiled without Unicode case folding).
+    let foreign_month = r"(?:janvier|f(?:é|e)vrier|mars|avril|mai|juin|juillet|ao(?:û|u)t|septembre|octobre|novembre|d(?:é|e)cembre|januar|februar|m(?:ä|a)rz|april|juni|juli|oktober|dezember|januari|februari|maart|mei|augustus|augusti|maj|enero|febrero|marzo|abril|mayo|junio|julio|agosto|se?ptiembre|octubre|noviembre|diciembre|gennaio|febbraio|aprile|maggio|giugno|luglio|settembre|ottobre|dicembre|janeiro|fevereiro|mar(?:ç|c)o|maio|junho|julho|setembro|outubro|novembro|dezembro|stycznia|lutego|marca|kwietnia|maja|czerwca|lipca|sierpnia|wrze(?:ś|s)nia|pa(?:ź|z)dziernika|listopada|grudnia)";
     let date = format!(
-        r"(?i)\b(?:[0-9]{{1,2}}[/.\-][0-9]{{1,2}}[/.\-](?:[0-9]{{4}}|[0-9]{{2}})|[0-9]{{4}}[/.\-][0-9]{{1,2}}[/.\-][0-9]{{1,2}}|[0-9]{{1,2}}(?:st|nd|rd|th)?[ \t\-]+(?:of[ \t]+)?{month}\.?,?[ \t\-]+[0-9]{{4}}|{month}\.?[ \t]+[0-9]{{1,2}}(?:st|nd|rd|th)?,?[ \t]+[0-9]{{4}})\b"
+        r"(?i)\b(?:[0-9]{{1,2}}[/.\-][0-9]{{1,2}}[/.\-](?:[0-9]{{4}}|[0-9]{{2}})|[0-9]{{4}}[/.\-][0-9]{{1,2}}[/.\-][0-9]{{1,2}}|[0-9]{{1,2}}(?:st|nd|rd|th)?[ \t\-]+(?:of[ \t]+)?{month}\.?,?[ \t\-]+[0-9]{{4}}|{month}\.?[ \t]+[0-9]{{1,2}}(?:st|nd|rd|th)?,?[ \t]+[0-9]{{4}}|[0-9]{{1,2}}(?:er|\.)?[ \t]+(?:de[ \t]+)?{foreign_month}[ \t]+(?:de[ \t]+)?[0-9]{{4}}|[0-9]{{2}}(?:JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC)[0-9]{{4}})\b"
     );
     all.push(Box::new(DateOfBirth {
         keyword: compile(
@@ -24,7 +29,7 @@ pub(super) fn add(all: &mut Vec<Box<dyn Recognizer>>) -> Result<(), DetectError>
         // long words has too many spellings for the regex's literal prefilter (10x slower).
         foreign: compile(
             "date-of-birth",
-            r"\b(?:[Gg]eb\.|[Gg]eboren(?:[ \t]+(?:am|op))?|[Gg]eburtsdatum|GEBURTSDATUM|[Nn](?:ée|é|ee)[ \t]+le|[Dd]ate[ \t]+de[ \t]+naissance|DATE[ \t]+DE[ \t]+NAISSANCE|[Ff]echa[ \t]+de[ \t]+nacimiento|FECHA[ \t]+DE[ \t]+NACIMIENTO|[Nn]acid[oa][ \t]+el|[Dd]ata[ \t]+urodzenia|DATA[ \t]+URODZENIA|[Uu]rodzon[ya](?:[ \t]+dnia)?|[Gg]eboortedatum|[Dd]ata[ \t]+di[ \t]+nascita|[Nn]at[oa][ \t]+il|[Dd]ata[ \t]+de[ \t]+nascimento|[Nn]ascid[oa][ \t]+em)[ \t]*:?",
+            r"\b(?:[Gg]eb\.|[Gg]eboren(?:[ \t]+(?:am|op))?|[Gg]eburtsdatum|GEBURTSDATUM|[Nn](?:ée|é|ee)[ \t]+le|[Dd]ate[ \t]+de[ \t]+naissance|DATE[ \t]+DE[ \t]+NAISSANCE|[Ff]echa[ \t]+de[ \t]+nacimiento|FECHA[ \t]+DE[ \t]+NACIMIENTO|[Nn]acid[oa][ \t]+el|[Dd]ata[ \t]+urodzenia|DATA[ \t]+URODZENIA|[Uu]rodzon[ya](?:[ \t]+dnia)?|[Gg]eboortedatum|[Dd]ata[ \t]+di[ \t]+nascita|[Nn]at[oa][ \t]+il|[Dd]ata[ \t]+de[ \t]+nascimento|[Nn]ascid[oa][ \t]+em|[Ff]ödelsedatum|FÖDELSEDATUM|[Ff]ödd(?:[ \t]+den)?)[ \t]*:?",
         )?,
         column: compile(
             "date-of-birth",
@@ -108,8 +113,8 @@ impl Recognizer for DateOfBirth {
     fn triggers(&self) -> &[&'static str] {
         &[
             r"(?i)(?:\b|_)(?:d\.?o\.?b|birth|born)",
-            r"(?i)\b(?:geb\.|geboren|geburtsdatum|naissance|nacimiento|nacid[oa]|urodzenia|urodzon|geboortedatum|nascita|nascimento|nascid[oa]|nee[ \t]+le)",
-            "née le|né le",
+            r"(?i)\b(?:geb\.|geboren|geburtsdatum|naissance|nacimiento|nacid[oa]|urodzenia|urodzon|geboortedatum|nascita|nascimento|nascid[oa]|nat[oa][ \t]+il|nee[ \t]+le)",
+            "née le|né le|[Ff]ödelsedatum|FÖDELSEDATUM|[Ff]ödd",
         ]
     }
     fn find(&self, text: &NormalizedText<'_>, out: &mut Vec<Finding>) {

@@ -321,7 +321,7 @@ fn french_pairs(s: &str) -> bool {
 /// address nearby). A number is read in a plan when two of its words are near it
 /// ([`hinted_plans`]), or when it is written in the plan's own layout ([`Countries::national`]).
 #[rustfmt::skip]
-const NATIONAL_PLANS: [(u16, &[&str]); 11] = [
+const NATIONAL_PLANS: [(u16, &[&str]); 12] = [
     (33, &["le", "la", "les", "des", "du", "et", "est", "avec", "pour", "au", "aux", "une", "tél", "téléphone",
         "portable", "rue", "madame", "monsieur", "mme", "bonjour", "cordialement", "merci", "né", "née", "numéro",
         "france", "paris", "lyon", "marseille", "toulouse", "fr"]),
@@ -342,6 +342,8 @@ const NATIONAL_PLANS: [(u16, &[&str]); 11] = [
     (351, &["telemóvel", "telefone", "rua", "obrigado", "obrigada", "não", "portugal", "lisboa", "pt", "os",
         "em", "uma"]),
     (48, &["ul", "pan", "pani", "nie", "jest", "telefonu", "tel", "polska", "poland", "warszawa", "kraków", "pl"]),
+    (46, &["och", "är", "att", "för", "med", "inte", "jag", "hej", "tack", "mvh", "tfn", "mobilnr", "gatan", "vägen",
+        "sverige", "sweden", "stockholm", "göteborg", "malmö", "uppsala", "se"]),
 ];
 
 /// The words of [`NATIONAL_PLANS`], bucketed by byte length and first byte, each with the first
@@ -461,6 +463,38 @@ fn alphanumeric_words(s: &str) -> impl Iterator<Item = &str> + '_ {
 /// Words that make ten bare digits a phone number ("call" and "contact" are too common in code).
 const BARE_PHONE_WORDS: &[&str] = &["phone", "tel", "telephone", "mobile", "mob", "cell", "fax", "whatsapp", "sms"];
 
+/// Where the bracket opened just before `s` closes (brackets nested inside it counted), as an
+/// offset into `s`; `None` when it does not close in `s`.
+fn closing_bracket(s: &str) -> Option<usize> {
+    let mut depth = 0usize;
+    for (i, b) in s.bytes().enumerate() {
+        match b {
+            b'(' => depth += 1,
+            b')' if depth == 0 => return Some(i),
+            b')' => depth -= 1,
+            _ => {}
+        }
+    }
+    None
+}
+
+/// The label right before a number is a compound naming another kind of number
+/// ("Polisnummer:", "Kundennummer", "ärendenummer"), not a phone one ("Telefonnummer",
+/// "Handynummer", "Rufnummer").
+fn other_number_label(t: &str, start: usize) -> bool {
+    let prev = before(t, start, 32);
+    let line = prev.rsplit('\n').next().unwrap_or(prev);
+    let label = line.trim_end_matches([' ', '\t', ':', '.', '#', '=', '(']);
+    let word = label.rsplit(|c: char| !c.is_alphanumeric()).next().unwrap_or("");
+    if word.len() <= "nummer".len() || !word.is_char_boundary(word.len() - "nummer".len()) {
+        return false;
+    }
+    let (stem, suffix) = word.split_at(word.len() - "nummer".len());
+    const PHONE_STEMS: &[&str] = &["tel", "fon", "phon", "handy", "mobil", "gsm", "fax", "ruf", "kontakt", "contact"];
+    suffix.eq_ignore_ascii_case("nummer")
+        && !PHONE_STEMS.iter().any(|p| stem.to_lowercase().contains(p))
+}
+
 /// Two separators in a row (other than a space after a closing parenthesis).
 fn has_double_separator(s: &str) -> bool {
     s.as_bytes().windows(2).any(|w| {
@@ -484,13 +518,31 @@ impl Recognizer for Phone {
         // A number needs seven digits (checked below), all in one run.
         for m in find_in_runs(&self.re, t, &text.runs().numeric, 7, |r| r.digits >= 7) {
             // "(020 7946 0958)": a number in brackets ends before the closing one, which the
-            // match (ending on a digit) leaves out; the opening one is not part of it.
-            let bracketed = m.as_str().starts_with('(')
-                && !m.as_str().contains(')')
-                && t.as_bytes().get(m.end()) == Some(&b')')
-                && m.as_str()[1..].starts_with(|c: char| c.is_ascii_digit());
-            let start = if bracketed { m.start() + 1 } else { m.start() };
-            let s = &t[start..m.end()];
+            // match (ending on a digit) leaves out; the opening one is not part of it. When the
+            // closing bracket is inside the match, the match ran on into the next number
+            // ("((212) 723-2437) -40.00"): the number ends before that bracket.
+            let ms = m.as_str();
+            let (start, end) = match ms.strip_prefix('(').map(closing_bracket) {
+                // Only a whole number in the brackets (an area code in brackets is followed by
+                // the rest of its number).
+                Some(Some(close))
+                    if ms[1..].starts_with(|c: char| c.is_ascii_digit() || c == '(')
+                        && ms[1..1 + close].bytes().filter(u8::is_ascii_digit).count() >= 7 =>
+                {
+                    (m.start() + 1, m.start() + 1 + close)
+                }
+                Some(None)
+                    if t.as_bytes().get(m.end()) == Some(&b')')
+                        && ms[1..].starts_with(|c: char| c.is_ascii_digit() || c == '(') =>
+                {
+                    (m.start() + 1, m.end())
+                }
+                _ => (m.start(), m.end()),
+            };
+            if !t[..end].ends_with(|c: char| c.is_ascii_digit()) {
+                continue;
+            }
+            let s = &t[start..end];
             // "+44 (0)20 …": the bracketed trunk zero is not dialled from abroad. A match is at
             // most 28 bytes, so both fit on the stack.
             let mut dialled_buf = [0u8; 32];
@@ -511,7 +563,7 @@ impl Recognizer for Phone {
                 }
                 n += 1;
             }
-            if !(7..=15).contains(&n) || continues_token(t, start, m.end()) {
+            if !(7..=15).contains(&n) || continues_token(t, start, end) {
                 continue;
             }
             let digits = std::str::from_utf8(&digit_buf[..n]).unwrap_or("");
@@ -551,18 +603,21 @@ impl Recognizer for Phone {
             let mut evidence = self.verdict(digits, international);
             if evidence == Some("libphonenumber-national-mobile")
                 && !french_pairs(s)
-                && !near(t, start, m.end(), NATIONAL_PHONE_WORDS)
+                && !near(t, start, end, NATIONAL_PHONE_WORDS)
             {
                 evidence = None;
             }
             if evidence.is_none() && !international {
-                evidence = self.elsewhere(t, start, m.end(), s, digits);
+                evidence = self.elsewhere(t, start, end, s, digits);
             }
             let Some(evidence) = evidence else { continue };
+            if other_number_label(t, start) {
+                continue;
+            }
             // Ten bare digits are as often an integer (2147483648) as a North American number:
             // only with a phone word nearby.
             let bare = s.bytes().all(|b| b.is_ascii_digit());
-            if bare && !international && !digits.starts_with('0') && !near(t, start, m.end(), BARE_PHONE_WORDS) {
+            if bare && !international && !digits.starts_with('0') && !near(t, start, end, BARE_PHONE_WORDS) {
                 continue;
             }
             let score = match evidence {
@@ -571,7 +626,7 @@ impl Recognizer for Phone {
                 "libphonenumber-national-mobile" | "libphonenumber-region" | "libphonenumber-layout" => 0.7,
                 _ => 0.75,
             };
-            out.push(finding(EntityKind::Phone, start, m.end(), score, &[evidence]));
+            out.push(finding(EntityKind::Phone, start, end, score, &[evidence]));
         }
     }
 }

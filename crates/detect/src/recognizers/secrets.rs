@@ -348,6 +348,25 @@ struct Value {
     quoted: bool,
 }
 
+/// A key inside a shell or Compose parameter expansion (`${DB_PASSWORD:?set it in .env}`,
+/// `${DB_PASSWORD:-changeme}`): its `:` is an operator, not an assignment. Only a default
+/// (`:-`, `:=`) is a value, without its operator; an error message (`:?`) or an alternative
+/// (`:+`) is not. Any other key keeps its value.
+fn expansion_default(t: &str, key_start: usize, v: Value) -> Option<Value> {
+    let name = t.as_bytes()[..key_start].iter().rev().take_while(|b| b.is_ascii_alphanumeric() || **b == b'_').count();
+    if !t[..key_start - name].ends_with("${") || v.quoted {
+        return Some(v);
+    }
+    match t.as_bytes().get(v.start) {
+        Some(b'-' | b'=') => {
+            // The default ends at the expansion's closing brace.
+            let end = t[v.start..v.end].find('}').map_or(v.end, |i| v.start + i);
+            (end > v.start + 1).then_some(Value { start: v.start + 1, end, quoted: false })
+        }
+        _ => None,
+    }
+}
+
 fn read_value(t: &str, pos: usize) -> Option<Value> {
     let b = t.as_bytes();
     let q = *b.get(pos)?;
@@ -499,7 +518,7 @@ impl Recognizer for Password {
     fn find(&self, text: &NormalizedText<'_>, out: &mut Vec<Finding>) {
         let t = text.as_str();
         for k in find_in_cued_lines(&self.assign, &self.cue, t) {
-            if let Some(v) = read_value(t, k.end()) {
+            if let Some(v) = read_value(t, k.end()).and_then(|v| expansion_default(t, k.start(), v)) {
                 Self::push_value(t, v, false, out);
             }
         }

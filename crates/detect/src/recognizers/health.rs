@@ -142,6 +142,26 @@ impl Recognizer for DateOfBirth {
     }
 }
 
+/// In an HL7 v2 segment, `I10`/`I9` naming a code system rather than being a code: the third
+/// component of a coded element (`|M54.16^Radiculopathy^I10|`) or the diagnosis coding method
+/// field DG1-2 (`DG1|1|I10|…`). The code itself (the first component) is still a finding.
+fn hl7_coding_system(t: &str, start: usize, end: usize) -> bool {
+    let b = t.as_bytes();
+    let next_is_delimiter = b.get(end).is_none_or(|c| matches!(c, b'|' | b'^' | b'~' | b'\r' | b'\n'));
+    if !next_is_delimiter || !matches!(&t[start..end], "I10" | "I9" | "I9C" | "I10C") {
+        return false;
+    }
+    match start.checked_sub(1).map(|i| b[i]) {
+        Some(b'^') => true,
+        Some(b'|') => {
+            let seg_start = b[..start].iter().rposition(|&c| c == b'\r' || c == b'\n').map_or(0, |i| i + 1);
+            let seg = &t[seg_start..start];
+            seg.starts_with("DG1|") && seg.bytes().filter(|&c| c == b'|').count() == 2
+        }
+        _ => false,
+    }
+}
+
 struct MedicalRecordNumber {
     keyword: Regex,
     foreign: Regex,
@@ -287,6 +307,9 @@ impl Recognizer for MedicalCondition {
         for &(start, end) in &icds {
             // "vitamin B12", "omega-3" style names are not codes.
             if find_word(before(t, start, 12), &["vitamin"]).is_some() {
+                continue;
+            }
+            if hl7_coding_system(t, start, end) {
                 continue;
             }
             let (score, evidence) = if near(t, start, end, CLINICAL_WORDS) || assessment_line(t, start) {

@@ -57,6 +57,12 @@ pub(super) fn add(all: &mut Vec<Box<dyn Recognizer>>, names: &Arc<Names>) -> Res
         re: compile("person-names", &format!(r"{cap_word}(?:[ ](?:[A-Z]\.|{cap_word}))+"))?,
         names: names.clone(),
     }));
+    all.push(Box::new(NameColumn {
+        column: compile(
+            "person-column",
+            r#"(?i)(?:(?:first_?name|last_?name|given_?names?|family_?name|sur_?name|middle_?name|full_?name|fore_?names?|patient_?name|customer_?name|employee_?name|contact_?name|holder_?name)\b|"family"|"given")"#,
+        )?,
+    }));
     all.push(Box::new(Layout {
         speaker: compile(
             "person-layout",
@@ -717,6 +723,77 @@ impl Layout {
                 && Self::clean_words(&ws)
             {
                 out.push(finding(EntityKind::Person, s, e, 0.65, &["capitals-line", "name-list"]));
+            }
+        }
+    }
+}
+
+/// Values of fields and columns that hold a person's name: `first_name`/`last_name` columns
+/// in CSV, Markdown tables and SQL `INSERT`s, column lists (`"given": ["Ana"]`) and JSON or
+/// YAML fields (`"family": "Haddad"`, FHIR's `family`/`given`). The column says what the value
+/// is, so the name lists are not needed; the value must still look like a name (capitalised
+/// words of letters, `-`, `'` and initials) and not an organisation or a place.
+struct NameColumn {
+    column: Regex,
+}
+
+impl NameColumn {
+    fn name_like(cell: &str) -> bool {
+        let ws: Vec<&str> = cell.split(' ').collect();
+        !cell.is_empty()
+            && cell.len() <= 60
+            && ws.len() <= 4
+            && ws.iter().all(|w| {
+                w.chars().next().is_some_and(char::is_uppercase)
+                    && w.chars().all(|c| c.is_alphabetic() || matches!(c, '-' | '\'' | '’' | '.'))
+            })
+            && Layout::clean_words(&ws)
+    }
+
+    /// The quoted scalar after a `"key": ` field, if there is one.
+    fn scalar(t: &str, key_end: usize) -> Option<(usize, usize)> {
+        let rest = t[key_end..].trim_start_matches(['"', '\'']).trim_start_matches([' ', '\t']);
+        let rest = rest.strip_prefix(':')?.trim_start_matches([' ', '\t']);
+        let quote = rest.chars().next().filter(|c| matches!(c, '"' | '\''))?;
+        let start = t.len() - rest.len() + 1;
+        let len = t[start..].find([quote, '\n'])?;
+        (t[start + len..].starts_with(quote)).then_some((start, start + len))
+    }
+}
+
+impl Recognizer for NameColumn {
+    fn name(&self) -> &'static str {
+        "person-column"
+    }
+    fn kinds(&self) -> &[EntityKind] {
+        &[EntityKind::Person]
+    }
+    fn triggers(&self) -> &[&'static str] {
+        &[r#"(?i)(?:first_?name|last_?name|given_?names?|family_?name|sur_?name|middle_?name|full_?name|fore_?names?|patient_?name|customer_?name|employee_?name|contact_?name|holder_?name|"family"|"given")"#]
+    }
+    fn find(&self, text: &NormalizedText<'_>, out: &mut Vec<Finding>) {
+        let t = text.as_str();
+        for c in self.column.find_iter(t) {
+            let quoted_key = c.as_str().starts_with('"');
+            let start = if quoted_key {
+                Some(c.start())
+            } else {
+                super::health::column_start(t, c.start())
+            };
+            let Some(start) = start else { continue };
+            let cells = match Self::scalar(t, c.end()) {
+                Some(span) => vec![span],
+                // `"family"`/`"given"` are only fields (a column of that name is rare).
+                None if quoted_key => {
+                    let key_end = c.end() - 1;
+                    crate::table::column_cells(t, start + 1, key_end)
+                }
+                None => crate::table::column_cells(t, start, c.end()),
+            };
+            for (s, e) in cells {
+                if Self::name_like(&t[s..e]) {
+                    out.push(finding(EntityKind::Person, s, e, 0.75, &["name-column"]));
+                }
             }
         }
     }

@@ -88,6 +88,14 @@ pub(super) fn add(all: &mut Vec<Box<dyn Recognizer>>) -> Result<(), DetectError>
         triggers: &["whsec_"],
         rate: |_| (0.9, "whsec-prefix"),
     }));
+    all.push(Box::new(Prefixed {
+        // HashiCorp Vault service, batch and recovery tokens.
+        name: "vault-token",
+        kind: EntityKind::GenericSecret,
+        re: compile("vault-token", r"\bhv[sbr]\.[A-Za-z0-9_\-]{24,256}\b")?,
+        triggers: &[r"hv[sbr]\.[A-Za-z0-9_\-]{24}"],
+        rate: |_| (0.9, "vault-prefix"),
+    }));
     all.push(Box::new(AwsSecretKey {
         key: compile(
             "aws-secret-key",
@@ -107,10 +115,18 @@ pub(super) fn add(all: &mut Vec<Box<dyn Recognizer>>) -> Result<(), DetectError>
     }));
     all.push(Box::new(Password {
         // Every assignment, flag and prose match holds one of these.
-        cue: compile("password", "(?i)pass|pwd|pin")?,
+        cue: compile(
+            "password",
+            "(?i)pass|pwd|pin|has(?:ł|Ł|l)o|contrase|kennwort|wachtwoord|senha|l(?:ö|Ö|o)senord|salasana",
+        )?,
         assign: compile("password", PASSWORD_KEY)?,
         // `--password x`, `redis-server --requirepass x`.
-        flag: compile("password", r"(?i)--(?:[a-z0-9]+-)*(?:password|passwd|pass|requirepass)[ \t]+")?,
+        // In an exec-form argument list the value is the next element:
+        // `command: ["redis-server", "--requirepass", "…"]`.
+        flag: compile(
+            "password",
+            r#"(?i)--(?:[a-z0-9]+-)*(?:password|passwd|pass|requirepass)(?:[ \t]+|["'][ \t]*,[ \t]*)"#,
+        )?,
         prose: compile(
             "password",
             r"(?i)\b(?:password|passcode|passphrase|pin)[ \t]+(?:is[ \t]+now|is|was|issued|(?:re)?set[ \t]+to|changed[ \t]+to)\b[ \t]*:?[ \t]*",
@@ -123,7 +139,7 @@ pub(super) fn add(all: &mut Vec<Box<dyn Recognizer>>) -> Result<(), DetectError>
         // "…")`); and prose ("reset it to X", "changed the password to X").
         extra: compile(
             "password",
-            r#"(?m)(?:^|[ \t])password[ \t]+|\b(?:mysql|mysqldump|mysqladmin|mariadb|docker|podman|psql|pg_dump|mongo|mongosh|mongodump|redis-cli|sshpass|htpasswd|smbclient|ldapsearch)\b(?u:[^\n])*?[ \t]-p[ \t]?|(?i:\bdefine\([ \t]*['"][A-Z0-9_]*(?:PASSWORD|PASSWD|PASS|PWD)['"][ \t]*,[ \t]*|\b(?:auth|HTTPBasicAuth|HTTPDigestAuth|BasicAuth)[ \t]*(?:=[ \t]*)?\([ \t]*['"](?u:[^'"\n]){1,64}['"][ \t]*,[ \t]*)|(?i:\b(?:reset|changed|set|updated)[ \t]+(?:it|(?:the|my|your|his|her|their)[ \t]+password)(?:[ \t]+[a-z]+){0,2}?[ \t]+to[ \t]+)"#,
+            r#"(?m)(?:^|[ \t])password[ \t]+|\b(?:mysql|mysqldump|mysqladmin|mariadb|docker|podman|psql|pg_dump|mongo|mongosh|mongodump|redis-cli|sshpass|htpasswd|smbclient|ldapsearch)\b(?u:[^\n])*?[ \t]-p[ \t]?|(?i:\bdefine\([ \t]*['"][A-Z0-9_]*(?:PASSWORD|PASSWD|PASS|PWD)['"][ \t]*,[ \t]*|\b(?:auth|HTTPBasicAuth|HTTPDigestAuth|BasicAuth)[ \t]*(?:=[ \t]*)?\([ \t]*['"](?u:[^'"\n]){1,64}['"][ \t]*,[ \t]*)|(?i:\b(?:reset|changed|set|updated)[ \t]+(?:it|(?:the|my|your|his|her|their)[ \t]+password)(?:[ \t]+[a-z]+){0,2}?[ \t]+to[ \t]+)|(?i:['"][a-z0-9_.\-]*(?:password|passwd|pwd)['"][ \t]*,[ \t]*)"#,
         )?,
     }));
     all.push(Box::new(GenericSecret {
@@ -332,12 +348,13 @@ impl Recognizer for PrivateKey {
 
 /// A password key name and its separator: `password=`, `DB_PASSWORD:`, `"passwd": `,
 /// `userPassword =`, `smtp.pass:`.
-const PASSWORD_KEY: &str = r#"(?:\b(?i:(?:[a-z0-9]+[_\-.])*(?:password|passwd|passphrase|pwd)|(?:[a-z0-9]+[_\-.])+pass)|\b[a-z][A-Za-z0-9]*(?:Password|Passwd|Passphrase|Pwd|Pass))["']?[ \t]*(?:=|:=|:|=>)[ \t]*"#;
+const PASSWORD_KEY: &str = r#"(?:\b(?i:(?:[a-z0-9]+[_\-.])*(?:password|passwd|passphrase|pwd|has(?:ł|Ł|l)o|contrase(?:ñ|n)a|passwort|kennwort|wachtwoord|senha|l(?:ö|Ö|o)senord|salasana|mot[ \t]+de[ \t]+passe)|(?:[a-z0-9]+[_\-.])+pass)|\b[A-Za-z][A-Za-z0-9]*(?:Password|Passwd|Passphrase|Pwd|Pass))["']?[ \t]*(?:=|:=|:|=>)[ \t]*"#;
 
 /// A secret-looking key name and its separator: `api_key=`, `"client_secret": `, `authToken:`,
+/// `"SessionToken":` (PascalCase, as in AWS and .NET JSON),
 /// `JWT_SIGNING_KEY:`, `routingKey =`. (A key *id*, like a service account's `private_key_id`, names
 /// a key without being one.)
-const SECRET_KEY: &str = r#"(?:\b(?i:_*(?:[a-z0-9]+[_\-.])*(?:access[_\-]?token|refresh[_\-]?token|auth[_\-]?token|api[_\-]?token|bearer[_\-]?token|token|client[_\-]?secret|secret[_\-]?key|secret|api[_\-]?key|apikey|auth|credentials?|private[_\-]?key|access[_\-]?key|(?:signing|encryption|encrypt|master|routing|license|licence|integration|webhook|hmac|session|jwt|shared|consumer|subscription|deploy|admin|account|storage|ingest|ingestion|write|service|app|client|cookie|cipher|aes|crypto|decryption|verification|dsn)[_\-]?key))|\b[a-z][A-Za-z0-9]*(?:Token|Secret|ApiKey|Apikey|Auth|Credentials?|PrivateKey|AccessKey|SecretKey|SigningKey|EncryptionKey|MasterKey|RoutingKey|LicenseKey|WebhookKey|HmacKey|SessionKey|JwtKey|SharedKey|ConsumerKey|SubscriptionKey|DeployKey|AccountKey|StorageKey|IngestKey|WriteKey|ServiceKey|AppKey|ClientKey|CookieKey))["']?[ \t]*(?:=|:=|:|=>)[ \t]*"#;
+const SECRET_KEY: &str = r#"(?:\b(?i:_*(?:[a-z0-9]+[_\-.])*(?:access[_\-]?token|refresh[_\-]?token|auth[_\-]?token|api[_\-]?token|bearer[_\-]?token|token|client[_\-]?secret|secret[_\-]?key|secret|api[_\-]?key|apikey|auth|credentials?|private[_\-]?key|access[_\-]?key|(?:signing|encryption|encrypt|master|routing|license|licence|integration|webhook|hmac|session|jwt|shared|consumer|subscription|deploy|admin|account|storage|ingest|ingestion|write|service|app|client|cookie|cipher|aes|crypto|decryption|verification|dsn)[_\-]?key))|\b[A-Za-z][A-Za-z0-9]*(?:Token|Secret|ApiKey|Apikey|Auth|Credentials?|PrivateKey|AccessKey|SecretKey|SigningKey|EncryptionKey|MasterKey|RoutingKey|LicenseKey|WebhookKey|HmacKey|SessionKey|JwtKey|SharedKey|ConsumerKey|SubscriptionKey|DeployKey|AccountKey|StorageKey|IngestKey|WriteKey|ServiceKey|AppKey|ClientKey|CookieKey))["']?[ \t]*(?:=|:=|:|=>)[ \t]*"#;
 
 /// A value after a key: quoted (up to the closing quote on the same line) or bare (up to
 /// whitespace or a delimiter). Offsets are into the text.
@@ -371,7 +388,8 @@ fn read_value(t: &str, pos: usize) -> Option<Value> {
     let b = t.as_bytes();
     let q = *b.get(pos)?;
     if matches!(q, b'"' | b'\'' | b'`') {
-        let limit = (pos + 1 + 512).min(b.len());
+        // Long enough for an STS session token (about 1 KB), bounded all the same.
+        let limit = (pos + 1 + 4096).min(b.len());
         let mut i = pos + 1;
         while i < limit {
             match b[i] {
@@ -506,6 +524,8 @@ impl Recognizer for Password {
     fn triggers(&self) -> &[&'static str] {
         &[
             r#"(?i)(?:passw(?:or)?d|passphrase|pwd|pass)["']?[ \t]*(?::|=)"#,
+            r#"(?i)(?:password|passwd|pwd)['"][ \t]*,"#,
+            r"(?i)(?:has(?:ł|Ł|l)o|contrase(?:ñ|n)a|passwort|kennwort|wachtwoord|senha|l(?:ö|Ö|o)senord|salasana|mot[ \t]+de[ \t]+passe)[ \t]*[:=]",
             r"(?i)--[a-z0-9\-]*pass",
             r"(?i)\b(?:password|passcode|passphrase|pin)[ \t]+(?:is|was|issued|set|reset|changed)\b",
             r"://(?u:[^\s/@])*:(?u:[^\s/@])+@",

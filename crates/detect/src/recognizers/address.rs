@@ -48,12 +48,14 @@ pub(super) fn add(all: &mut Vec<Box<dyn Recognizer>>) -> Result<(), DetectError>
     let particle = r"(?u:de|del|de[ \t]+la|de[ \t]+los|de[ \t]+las|da|do|dos|das|des|du|la|le|les|d['’]|l['’]|y|i|di|della|van|von|der|den|het|am|an|im|auf|sur|en)";
     let words = format!(r"(?:{cap}|{particle})(?:[ \t]+(?:{cap}|{particle})){{0,4}}");
     let number =
-        r"[0-9]{1,4}[A-Za-z]?(?:[ \t]*(?:bis|ter))?(?:[\-/][0-9]{1,4}[A-Za-z]?)?(?:[ \t]+m\.[ \t]*[0-9]{1,4})?";
-    let compound = r"(?u:(?:\p{Lu}[\p{L}\-]*(?i:stra(?:ß|ss)e|str\.|allee|weg|platz|gasse|ring|damm|ufer|chaussee|steig|pfad|markt|gracht|straat|laan|plein|kade|singel|dijk|steeg|vej|gade|gatan|vägen|gränd))|\p{Lu}\p{Ll}+[ \t]+(?:Straße|Strasse|Str\.|Allee|Weg|Platz|Gasse|Ring|Damm))";
+        r"[0-9]{1,4}[A-Za-z]?(?:[ \t]*(?:bis|ter))?(?:[\-/][0-9]{1,4}[A-Za-z]?)?(?:[ \t]+m\.[ \t]*[0-9]{1,4})?(?:[ \t]+[A-Z][ \t]+[0-9]{1,3}\b)?";
+    let compound = r"(?u:(?:\p{Lu}[\p{L}\-]*(?i:stra(?:ß|ss)e|str\.|allee|weg|platz|gasse|ring|damm|ufer|chaussee|steig|pfad|markt|gracht|straat|laan|plein|kade|singel|dijk|steeg|vej|gade|gatan|vägen|gränd|katu|tie|kuja))|\p{Lu}\p{Ll}+[ \t]+(?:Straße|Strasse|Str\.|Allee|Weg|Platz|Gasse|Ring|Damm))";
     let prefix = r"(?:Calle|C/|Avenida|Avda\.|Av\.|Paseo|Plaza|Pza\.|Camino|Carrer|Rua|Travessa|Largo|Praça|Via|Viale|Piazza|Corso|Vicolo|Rue|Avenue|Boulevard|Bd\.?|Place|Chemin|Allée|Impasse|Quai|ul\.|ulica|al\.|aleja|os\.|pl\.|Heol|Ffordd|Stryd|Am|An[ \t]+der|Auf[ \t]+dem|Im|Zum|Zur)";
     let french =
         r"(?:rue|avenue|av\.|boulevard|bd|place|chemin|allée|impasse|quai|route|cours|passage|heol|ffordd|stryd)";
-    let postcode = r"(?:[0-9]{5}|[0-9]{4}[ \t]?[A-Z]{2}|[0-9]{2}-[0-9]{3}|[0-9]{4}-[0-9]{3}|[0-9]{4}|[A-Z]{1,2}[0-9][A-Z0-9]?[ \t]?[0-9][A-Z]{2})";
+    // Five digits (DE, FR, ES, IT, FI), NL, PL, PT, four digits (AT, CH, BE, DK), UK, and the
+    // Swedish `NNN NN`.
+    let postcode = r"(?:[0-9]{5}|[0-9]{4}[ \t]?[A-Z]{2}|[0-9]{2}-[0-9]{3}|[0-9]{4}-[0-9]{3}|[0-9]{4}|[A-Z]{1,2}[0-9][A-Z0-9]?[ \t]?[0-9][A-Z]{2}|[0-9]{3}[ \t][0-9]{2})";
     let town_word = r"(?u:\p{Lu}[\p{L}'’\-]*)";
     let town = format!(r"{town_word}(?:[ \t]+(?:(?:am|an|im|sur|en|de|del|di)[ \t]+)?{town_word}){{0,2}}");
     all.push(Box::new(Continental {
@@ -61,7 +63,7 @@ pub(super) fn add(all: &mut Vec<Box<dyn Recognizer>>) -> Result<(), DetectError>
         // French street type between spaces.
         cue: compile(
             "continental-address",
-            r"(?i:stra(?:ß|ss)e|str\.|allee|weg|platz|gasse|ring|damm|ufer|chaussee|steig|pfad|markt|gracht|straat|laan|plein|kade|singel|dijk|steeg|vej|gade|gatan|vägen|gränd|Straße|Strasse|Str\.|Allee|Weg|Platz|Gasse|Ring|Damm)[ \t]+[0-9]|\b(?:Calle|C/|Avenida|Avda\.|Av\.|Paseo|Plaza|Pza\.|Camino|Carrer|Rua|Travessa|Largo|Praça|Via|Viale|Piazza|Corso|Vicolo|Rue|Avenue|Boulevard|Bd|Place|Chemin|Allée|Impasse|Quai|ul\.|ulica|al\.|aleja|os\.|pl\.|Heol|Ffordd|Stryd|Am|An|Auf|Im|Zum|Zur)[ \t]|[ \t](?:rue|avenue|av\.|boulevard|bd|place|chemin|allée|impasse|quai|route|cours|passage|heol|ffordd|stryd)[ \t]",
+            r"(?i:stra(?:ß|ss)e|str\.|allee|weg|platz|gasse|ring|damm|ufer|chaussee|steig|pfad|markt|gracht|straat|laan|plein|kade|singel|dijk|steeg|vej|gade|gatan|vägen|gränd|katu|tie|kuja|Straße|Strasse|Str\.|Allee|Weg|Platz|Gasse|Ring|Damm)[ \t]+[0-9]|\b(?:Calle|C/|Avenida|Avda\.|Av\.|Paseo|Plaza|Pza\.|Camino|Carrer|Rua|Travessa|Largo|Praça|Via|Viale|Piazza|Corso|Vicolo|Rue|Avenue|Boulevard|Bd|Place|Chemin|Allée|Impasse|Quai|ul\.|ulica|al\.|aleja|os\.|pl\.|Heol|Ffordd|Stryd|Am|An|Auf|Im|Zum|Zur)[ \t]|[ \t](?:rue|avenue|av\.|boulevard|bd|place|chemin|allée|impasse|quai|route|cours|passage|heol|ffordd|stryd)[ \t]",
         )?,
         street: compile(
             "continental-address",
@@ -157,7 +159,7 @@ impl Recognizer for Continental {
     }
     fn triggers(&self) -> &[&'static str] {
         &[
-            r"(?i)(?:stra(?:ss|ß)e|str\.|allee|weg|platz|gasse|ring|damm|ufer|gracht|straat|laan|plein|kade|singel|dijk|steeg|vej|gade|gatan)[ \t]+[0-9]",
+            r"(?i)(?:stra(?:ss|ß)e|str\.|allee|weg|platz|gasse|ring|damm|ufer|gracht|straat|laan|plein|kade|singel|dijk|steeg|vej|gade|gatan|katu|tie|kuja)[ \t]+[0-9]",
             r"\b(?:Calle|C/|Avenida|Avda|Av\.|Paseo|Plaza|Camino|Carrer|Rua|Travessa|Largo|Via|Viale|Piazza|Corso|Rue|Avenue|Boulevard|Place|Chemin|Impasse|Quai|ul\.|ulica|al\.|aleja|Heol|Ffordd|Stryd|Am|An der|Auf dem|Im|Zum|Zur)[ \t]",
             r"[0-9][ \t]+(?:bis[ \t]+|ter[ \t]+)?(?:rue|avenue|av\.|boulevard|bd|place|chemin|impasse|quai|route|cours|passage|heol|ffordd|stryd)[ \t]",
             "Praça|Allée|allée",

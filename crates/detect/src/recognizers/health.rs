@@ -40,13 +40,13 @@ pub(super) fn add(all: &mut Vec<Box<dyn Recognizer>>) -> Result<(), DetectError>
     all.push(Box::new(MedicalRecordNumber {
         keyword: compile(
             "medical-record-number",
-            r"(?i)\b(?:mrn\b|medical[ \t]+record(?:[ \t]+(?:(?:number|num|no)\b\.?|#))?|hosp(?:ital)?\.?[ \t]+(?:(?:number|num|no)\b\.?|#)|patient[ \t]*(?:(?:id|number|num|no)\b\.?|#)|health[ \t]+record[ \t]+number\b)",
+            r"(?i)\b(?:mrn\b|medical[ \t]+record(?:[ \t]+(?:(?:number|num|no)\b\.?|#))?|hosp(?:ital)?\.?[ \t]+(?:(?:number|num|no)\b\.?|#)|patient[ \t]*(?:(?:id|number|num|no)\b\.?|#)|health[ \t]+record[ \t]+number\b|clinic[ \t]+(?:number|no)\b\.?|unit[ \t]+number\b|hospital[ \t]+id\b)",
         )?,
         // Labels in other languages (kept apart: joined to the English ones, the alternation
         // loses its literal prefilter and is 20x slower).
         foreign: compile(
             "medical-record-number",
-            r"(?i)\b(?:ipp|pat\.-id|patid|patienten-?(?:id|nr)|historii[ \t]+choroby|historia[ \t]+cl(?:í|i)nica|nhc|dossier(?:[ \t]+m(?:é|e)dical)?|fallnummer)\b\.?",
+            r"(?i)\b(?:ipp|pat\.-id|patid|patienten-?(?:id|nr)|historii[ \t]+choroby|historia[ \t]+cl(?:í|i)nica|nhc|dossier(?:[ \t]+m(?:é|e)dical)?|fallnummer|pati(?:ë|e)ntnummer|cartella[ \t]+clinica(?:[ \t]+n\.)?|nosologico|processo[ \t]+cl(?:í|i)nico|n\.?(?:º|o)[ \t]+de[ \t]+processo|numer[ \t]+pacjenta|ksi(?:ę|e)gi[ \t]+g(?:ł|l)(?:ó|o)wnej)\b\.?",
         )?,
         column: compile(
             "medical-record-number",
@@ -178,8 +178,8 @@ impl Recognizer for MedicalRecordNumber {
     }
     fn triggers(&self) -> &[&'static str] {
         &[
-            r"(?i)\b(?:mrn|medical[ \t]+record|hosp(?:ital)?\.?[ \t]+(?:number|num|no)|patient[ \t]*(?:id|number|num|no|#)|health[ \t]+record)",
-            r"(?i)\b(?:(?-i:IPP|NHC)|pat\.-id|patid|patienten-?(?:id|nr)|historii[ \t]+choroby|historia[ \t]+cl|dossier|fallnummer)",
+            r"(?i)\b(?:mrn|medical[ \t]+record|hosp(?:ital)?\.?[ \t]+(?:number|num|no|id)|patient[ \t]*(?:id|number|num|no|#)|health[ \t]+record|clinic[ \t]+(?:number|no)|unit[ \t]+number)",
+            r"(?i)\b(?:(?-i:IPP|NHC)|pat\.-id|patid|patienten-?(?:id|nr)|historii[ \t]+choroby|historia[ \t]+cl|dossier|fallnummer|pati(?:ë|e)ntnummer|cartella[ \t]+clinica|nosologico|processo|numer[ \t]+pacjenta|ksi(?:ę|e)gi[ \t]+g)",
             r"(?i)(?:patient_?(?:id|number)|medical_record|hospital_(?:number|no))",
         ]
     }

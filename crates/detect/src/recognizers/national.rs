@@ -203,6 +203,16 @@ impl Recognizer for Passport {
                 let (start, end) = (k.end() + m.start(), k.end() + m.end());
                 out.push(finding(EntityKind::Passport, start, end, 0.65, &["context:passport"]));
             }
+            // A column headed "Passport" in a CSV/TSV/Markdown table or SQL `INSERT`: each cell
+            // shaped like a passport number.
+            for (s, e) in crate::table::column_cells(t, k.start(), k.end()) {
+                let cell = &t[s..e];
+                let shaped = self.token.find(cell).is_some_and(|m| m.range() == (0..cell.len()))
+                    && cell.bytes().filter(u8::is_ascii_digit).count() >= 5;
+                if shaped {
+                    out.push(finding(EntityKind::Passport, s, e, 0.7, &["context:passport-column"]));
+                }
+            }
         }
     }
 }

@@ -38,6 +38,7 @@
 //! | DATE_OF_BIRTH | numeric and written dates | within 30 bytes after DOB/born/date of birth or a FR/DE/ES/PL/NL/IT/PT cue; in a column named `dob`/`date_of_birth`… of a CSV/TSV/Markdown table, SQL `INSERT` or column list |
 //! | MEDICAL_RECORD_NUMBER | an ID with digits | after MRN/medical record/hospital number/patient ID (and IPP, Pat.-ID, NHC, historia clínica, nr historii choroby); `MRN…` values in a `patient_id`/`mrn` column |
 //! | MEDICAL_CONDITION | ICD-10 codes; condition names (English, FR, DE, ES, PL) | clinical words (for a name: in its own paragraph) or each other nearby, an assessment line (`A:`), an ICD column header; not a service name ("Diabetes Clinic") or a questionnaire item answered no |
+//! | HL7 v2 fields: UK_NHS, US_SSN, MEDICAL_RECORD_NUMBER, PASSPORT, PERSON, DATE_OF_BIRTH, STREET_ADDRESS | PID, NK1, GT1, IN1 segments (id at a line start, delimiters from MSH): CX identifiers by type code (`NH` or an NHS authority, `SS`, `MR`/`PI`/`PT`/`MRN`, `PPN`; untyped in PID-2/3/4), XPN family/given/middle names, TS dates of birth, XAD street lines, PID-19/GT1-12 SSNs | mod-11, SSN rules, a real `YYYYMMDD` date, a street line with a digit and a letter (score 0.85) |
 //! | CRYPTO_WALLET | `1…`/`3…`, `bc1…`, `0x` + 40 hex | Base58Check (double SHA-256), bech32/bech32m; for Ethereum an EIP-55 mixed-case checksum (Keccak-256) or wallet words |
 //! | AWS/GitHub/Slack/Stripe/Google/OpenAI keys | fixed prefixes | length and alphabet; not a documented example or placeholder |
 //! | AWS_SECRET_KEY | 40 base64 characters | after an AWS secret key name or an access key id |
@@ -407,6 +408,7 @@ mod tests {
             include_str!("../tests/data/contact.txt"),
             include_str!("../tests/data/finance.txt"),
             include_str!("../tests/data/health.txt"),
+            include_str!("../tests/data/hl7.txt"),
             include_str!("../tests/data/mixed.txt"),
             include_str!("../tests/data/national.txt"),
             include_str!("../tests/data/normalization.txt"),

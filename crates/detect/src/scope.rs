@@ -73,6 +73,18 @@ pub(crate) fn find_in_cued_lines<'t>(
     find_in_lines(re, text, hits)
 }
 
+/// Where each line holding a match of `cue` has its first one, for [`find_in_lines`]: several
+/// patterns scoped by the same cue share one cue search.
+pub(crate) fn cued_lines(cue: &Regex, text: &str) -> Vec<usize> {
+    let mut resume = 0;
+    std::iter::from_fn(|| {
+        let hit = cue.find_at(text, resume)?.start();
+        resume = line_end(text, hit);
+        Some(hit)
+    })
+    .collect()
+}
+
 /// The matches of `re` in `text` on the lines that hold one of `hits` (positions in
 /// increasing order), under the same conditions as [`find_in_cued_lines`].
 pub(crate) fn find_in_lines<'t>(

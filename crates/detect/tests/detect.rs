@@ -28,7 +28,7 @@ fn check(input: &str, expect: &[(EntityKind, String)]) -> Result<(), String> {
     Err(format!("input {input:?}\n  expected:{}\n  got:{}", show(expect), show(&got)))
 }
 
-/// `\n`, `\t`, `\\` and `\u{…}` escapes.
+/// `\n`, `\r`, `\t`, `\\` and `\u{…}` escapes.
 fn unescape(s: &str) -> String {
     let mut out = String::new();
     let mut chars = s.chars();
@@ -39,6 +39,7 @@ fn unescape(s: &str) -> String {
         }
         match chars.next() {
             Some('n') => out.push('\n'),
+            Some('r') => out.push('\r'),
             Some('t') => out.push('\t'),
             Some('\\') => out.push('\\'),
             Some('u') => {
@@ -153,6 +154,11 @@ fn mixed_cases() {
 #[test]
 fn normalization_cases() {
     run_file("normalization.txt");
+}
+
+#[test]
+fn hl7_cases() {
+    run_file("hl7.txt");
 }
 
 fn only(input: &str) -> Finding {

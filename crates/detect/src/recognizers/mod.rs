@@ -9,6 +9,7 @@ mod address;
 mod contact;
 mod finance;
 mod health;
+mod hl7;
 mod national;
 mod person;
 mod phone;
@@ -29,6 +30,7 @@ pub(crate) fn builtin() -> Result<Vec<Box<dyn Recognizer>>, DetectError> {
     contact::add(&mut all)?;
     phone::add(&mut all)?;
     finance::add(&mut all)?;
+    hl7::add(&mut all)?;
     national::add(&mut all)?;
     health::add(&mut all)?;
     secrets::add(&mut all)?;

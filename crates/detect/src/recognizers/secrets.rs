@@ -13,7 +13,7 @@ use regex::Regex;
 
 use super::{byte_at, compile, finding, is_placeholder, is_placeholder_key};
 use crate::context::{after, before};
-use crate::scope::find_in_cued_lines;
+use crate::scope::{cued_lines, find_in_cued_lines, find_in_lines};
 use crate::validate::entropy;
 use crate::{DetectError, Finding, NormalizedText, Recognizer};
 
@@ -93,7 +93,7 @@ pub(super) fn add(all: &mut Vec<Box<dyn Recognizer>>) -> Result<(), DetectError>
         name: "vault-token",
         kind: EntityKind::GenericSecret,
         re: compile("vault-token", r"\bhv[sbr]\.[A-Za-z0-9_\-]{24,256}\b")?,
-        triggers: &[r"hv[sbr]\.[A-Za-z0-9_\-]{24}"],
+        triggers: &[r"hv[sbr]\."],
         rate: |_| (0.9, "vault-prefix"),
     }));
     all.push(Box::new(AwsSecretKey {
@@ -117,7 +117,10 @@ pub(super) fn add(all: &mut Vec<Box<dyn Recognizer>>) -> Result<(), DetectError>
         // Every assignment, flag and prose match holds one of these.
         cue: compile(
             "password",
-            "(?i)pass|pwd|pin|has(?:ł|Ł|l)o|contrase|kennwort|wachtwoord|senha|l(?:ö|Ö|o)senord|salasana",
+            // Few literals, so the search can skip ahead with SIMD: the foreign words are
+            // case-sensitive (lower case and capitalised), not `(?i)`, which would multiply
+            // them into hundreds of case variants.
+            "(?i:pass|pwd|pin)|[Hh]as(?:ł|l)o|HAS(?:Ł|L)O|[Cc]ontrase|CONTRASE|[Kk]ennwort|KENNWORT|[Ww]achtwoord|WACHTWOORD|[Ss]enha|SENHA|[Ll](?:ö|o)senord|L(?:Ö|O)SENORD|[Ss]alasana|SALASANA",
         )?,
         assign: compile("password", PASSWORD_KEY)?,
         // `--password x`, `redis-server --requirepass x`.
@@ -137,9 +140,12 @@ pub(super) fn add(all: &mut Vec<Box<dyn Recognizer>>) -> Result<(), DetectError>
         // me password VALUE`); a command line (`mysql -u root -p'…'`, `docker login -p …`,
         // `sshpass -p …`); a call (PHP `define('DB_PASSWORD', '…')`, Python `auth=("user",
         // "…")`); and prose ("reset it to X", "changed the password to X").
+        // A key-value row (`VALUES('smtp_password', '…')`): searched only on lines with a cue,
+        // since its leading quote gives the regex no literal to skip ahead with.
+        kv_row: compile("password", r#"(?i)['"][a-z0-9_.\-]*(?:password|passwd|pwd)['"][ \t]*,[ \t]*"#)?,
         extra: compile(
             "password",
-            r#"(?m)(?:^|[ \t])password[ \t]+|\b(?:mysql|mysqldump|mysqladmin|mariadb|docker|podman|psql|pg_dump|mongo|mongosh|mongodump|redis-cli|sshpass|htpasswd|smbclient|ldapsearch)\b(?u:[^\n])*?[ \t]-p[ \t]?|(?i:\bdefine\([ \t]*['"][A-Z0-9_]*(?:PASSWORD|PASSWD|PASS|PWD)['"][ \t]*,[ \t]*|\b(?:auth|HTTPBasicAuth|HTTPDigestAuth|BasicAuth)[ \t]*(?:=[ \t]*)?\([ \t]*['"](?u:[^'"\n]){1,64}['"][ \t]*,[ \t]*)|(?i:\b(?:reset|changed|set|updated)[ \t]+(?:it|(?:the|my|your|his|her|their)[ \t]+password)(?:[ \t]+[a-z]+){0,2}?[ \t]+to[ \t]+)|(?i:['"][a-z0-9_.\-]*(?:password|passwd|pwd)['"][ \t]*,[ \t]*)"#,
+            r#"(?m)(?:^|[ \t])password[ \t]+|\b(?:mysql|mysqldump|mysqladmin|mariadb|docker|podman|psql|pg_dump|mongo|mongosh|mongodump|redis-cli|sshpass|htpasswd|smbclient|ldapsearch)\b(?u:[^\n])*?[ \t]-p[ \t]?|(?i:\bdefine\([ \t]*['"][A-Z0-9_]*(?:PASSWORD|PASSWD|PASS|PWD)['"][ \t]*,[ \t]*|\b(?:auth|HTTPBasicAuth|HTTPDigestAuth|BasicAuth)[ \t]*(?:=[ \t]*)?\([ \t]*['"](?u:[^'"\n]){1,64}['"][ \t]*,[ \t]*)|(?i:\b(?:reset|changed|set|updated)[ \t]+(?:it|(?:the|my|your|his|her|their)[ \t]+password)(?:[ \t]+[a-z]+){0,2}?[ \t]+to[ \t]+)"#,
         )?,
     }));
     all.push(Box::new(GenericSecret {
@@ -348,7 +354,7 @@ impl Recognizer for PrivateKey {
 
 /// A password key name and its separator: `password=`, `DB_PASSWORD:`, `"passwd": `,
 /// `userPassword =`, `smtp.pass:`.
-const PASSWORD_KEY: &str = r#"(?:\b(?i:(?:[a-z0-9]+[_\-.])*(?:password|passwd|passphrase|pwd|has(?:ł|Ł|l)o|contrase(?:ñ|n)a|passwort|kennwort|wachtwoord|senha|l(?:ö|Ö|o)senord|salasana|mot[ \t]+de[ \t]+passe)|(?:[a-z0-9]+[_\-.])+pass)|\b[A-Za-z][A-Za-z0-9]*(?:Password|Passwd|Passphrase|Pwd|Pass))["']?[ \t]*(?:=|:=|:|=>)[ \t]*"#;
+const PASSWORD_KEY: &str = r#"(?:\b(?:[Hh]as(?:ł|l)o|HAS(?:Ł|L)O|[Cc]ontrase(?:ñ|n)a|CONTRASE(?:Ñ|N)A|[Kk]ennwort|KENNWORT|[Ww]achtwoord|WACHTWOORD|[Ss]enha|SENHA|[Ll](?:ö|o)senord|L(?:Ö|O)SENORD|[Ss]alasana|SALASANA)|\b(?i:(?:[a-z0-9]+[_\-.])*(?:password|passwd|passphrase|pwd|passwort|mot[ \t]+de[ \t]+passe)|(?:[a-z0-9]+[_\-.])+pass)|\b[A-Za-z][A-Za-z0-9]*(?:Password|Passwd|Passphrase|Pwd|Pass))["']?[ \t]*(?:=|:=|:|=>)[ \t]*"#;
 
 /// A secret-looking key name and its separator: `api_key=`, `"client_secret": `, `authToken:`,
 /// `"SessionToken":` (PascalCase, as in AWS and .NET JSON),
@@ -477,6 +483,7 @@ struct Password {
     flag: Regex,
     prose: Regex,
     url: Regex,
+    kv_row: Regex,
     extra: Regex,
 }
 
@@ -537,17 +544,24 @@ impl Recognizer for Password {
     }
     fn find(&self, text: &NormalizedText<'_>, out: &mut Vec<Finding>) {
         let t = text.as_str();
-        for k in find_in_cued_lines(&self.assign, &self.cue, t) {
+        // One cue search for the four line-scoped patterns.
+        let lines = cued_lines(&self.cue, t);
+        for k in find_in_lines(&self.assign, t, lines.iter().copied()) {
             if let Some(v) = read_value(t, k.end()).and_then(|v| expansion_default(t, k.start(), v)) {
                 Self::push_value(t, v, false, out);
             }
         }
-        for k in find_in_cued_lines(&self.flag, &self.cue, t) {
+        for k in find_in_lines(&self.kv_row, t, lines.iter().copied()) {
+            if let Some(v) = read_value(t, k.end()).filter(|v| v.quoted) {
+                Self::push_value(t, v, false, out);
+            }
+        }
+        for k in find_in_lines(&self.flag, t, lines.iter().copied()) {
             if let Some(v) = read_value(t, k.end()) {
                 Self::push_value(t, v, false, out);
             }
         }
-        for k in find_in_cued_lines(&self.prose, &self.cue, t) {
+        for k in find_in_lines(&self.prose, t, lines.iter().copied()) {
             if let Some(v) = read_value(t, k.end()) {
                 Self::push_value(t, v, true, out);
             }

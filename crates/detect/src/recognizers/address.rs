@@ -47,8 +47,7 @@ pub(super) fn add(all: &mut Vec<Box<dyn Recognizer>>) -> Result<(), DetectError>
     let cap = r"(?u:\p{Lu}[\p{L}'’\-]*\.?)";
     let particle = r"(?u:de|del|de[ \t]+la|de[ \t]+los|de[ \t]+las|da|do|dos|das|des|du|la|le|les|d['’]|l['’]|y|i|di|della|van|von|der|den|het|am|an|im|auf|sur|en)";
     let words = format!(r"(?:{cap}|{particle})(?:[ \t]+(?:{cap}|{particle})){{0,4}}");
-    let number =
-        r"[0-9]{1,4}[A-Za-z]?(?:[ \t]*(?:bis|ter))?(?:[\-/][0-9]{1,4}[A-Za-z]?)?(?:[ \t]+m\.[ \t]*[0-9]{1,4})?(?:[ \t]+[A-Z][ \t]+[0-9]{1,3}\b)?";
+    let number = r"[0-9]{1,4}[A-Za-z]?(?:[ \t]*(?:bis|ter))?(?:[\-/][0-9]{1,4}[A-Za-z]?)?(?:[ \t]+m\.[ \t]*[0-9]{1,4})?(?:[ \t]+[A-Z][ \t]+[0-9]{1,3}\b)?";
     let compound = r"(?u:(?:\p{Lu}[\p{L}\-]*(?i:stra(?:ß|ss)e|str\.|allee|weg|platz|gasse|ring|damm|ufer|chaussee|steig|pfad|markt|gracht|straat|laan|plein|kade|singel|dijk|steeg|vej|gade|gatan|vägen|gränd|katu|tie|kuja))|\p{Lu}\p{Ll}+[ \t]+(?:Straße|Strasse|Str\.|Allee|Weg|Platz|Gasse|Ring|Damm))";
     let prefix = r"(?:Calle|C/|Avenida|Avda\.|Av\.|Paseo|Plaza|Pza\.|Camino|Carrer|Rua|Travessa|Largo|Praça|Via|Viale|Piazza|Corso|Vicolo|Rue|Avenue|Boulevard|Bd\.?|Place|Chemin|Allée|Impasse|Quai|ul\.|ulica|al\.|aleja|os\.|pl\.|Heol|Ffordd|Stryd|Am|An[ \t]+der|Auf[ \t]+dem|Im|Zum|Zur)";
     let french =

@@ -53,7 +53,7 @@ pub(super) fn add(all: &mut Vec<Box<dyn Recognizer>>) -> Result<(), DetectError>
         // literals past what the fast literal search takes (three times slower on prose).
         foreign2: compile(
             "medical-record-number",
-            r"\b(?:[Pp]ati(?:ë|e)ntnummer|[Cc]artella[ \t]+clinica(?:[ \t]+n\.)?|[Nn]osologico|[Pp]rocesso[ \t]+cl(?:í|i)nico|[Nn]umer[ \t]+pacjenta|[Kk]sięgi[ \t]+głównej|[Cc]linic[ \t]+(?:number|no)\b\.?|[Uu]nit[ \t]+number|[Hh]ospital[ \t]+(?:ID|id))\b\.?",
+            r"\b(?:[Pp]ati(?:ë|e)ntnummer|[Cc]artella[ \t]+clinica(?:[ \t]+n\.)?|[Nn]osologico|[Pp]rocesso[ \t]+cl(?:í|i)nico|[Nn]umer[ \t]+pacjenta|[Kk]sięgi[ \t]+głównej|[Cc]linic[ \t]+(?:number|no)\b\.?|[Uu]nit[ \t]+number|[Hh]ospital[ \t]+(?:ID|id)|de[ \t]processo)\b\.?",
         )?,
         column: compile(
             "medical-record-number",
@@ -178,16 +178,13 @@ fn hl7_coding_system(t: &str, start: usize, end: usize) -> bool {
     }
 }
 
-/// Ends of the Portuguese record label "N.º de processo" (also "Nº", "N.o" after NFKC, and
-/// "número de processo"). Found from the rare word "processo" with a plain substring search: as
-/// a regex the label would start with "N", which gives the regex nothing to skip ahead with.
-fn process_number_labels(t: &str) -> impl Iterator<Item = usize> + '_ {
-    t.match_indices("de processo").filter_map(move |(at, m)| {
-        let lead = t[..at].trim_end_matches([' ', '\t']);
-        let ok = ["N.º", "Nº", "N.o", "No", "N.", "número", "numero", "Número", "Numero", "n.º", "nº", "n.o"]
-            .iter()
-            .any(|p| lead.ends_with(p) && lead[..lead.len() - p.len()].chars().next_back().is_none_or(|c| !c.is_alphanumeric()));
-        ok.then_some(at + m.len())
+/// "de processo" at `at` is the Portuguese record label "N.º de processo" (also "Nº", "N.o"
+/// after NFKC, and "número de processo"). Kept out of the label regex: starting with "N", it
+/// would give the regex nothing to skip ahead with.
+fn process_number_label(t: &str, at: usize) -> bool {
+    let lead = t[..at].trim_end_matches([' ', '\t']);
+    ["N.º", "Nº", "N.o", "No", "N.", "número", "numero", "Número", "Numero", "n.º", "nº", "n.o"].iter().any(|p| {
+        lead.ends_with(p) && lead[..lead.len() - p.len()].chars().next_back().is_none_or(|c| !c.is_alphanumeric())
     })
 }
 
@@ -215,13 +212,18 @@ impl Recognizer for MedicalRecordNumber {
     }
     fn find(&self, text: &NormalizedText<'_>, out: &mut Vec<Finding>) {
         let t = text.as_str();
+        // "de processo" only after "N.º" or "número" ([`process_number_label`]).
         let labels = self
             .keyword
             .find_iter(t)
             .chain(self.foreign.find_iter(t))
-            .chain(self.foreign2.find_iter(t))
+            .chain(
+                self.foreign2
+                    .find_iter(t)
+                    .filter(|k| !k.as_str().starts_with("de") || process_number_label(t, k.start())),
+            )
             .map(|k| k.end());
-        for k_end in labels.chain(process_number_labels(t)) {
+        for k_end in labels {
             // The first token with at least two digits, starting within ~30 bytes.
             let window = after(t, k_end, 56);
             let whole = |end: usize| byte_at(t, k_end + end).is_none_or(|b| !b.is_ascii_alphanumeric());

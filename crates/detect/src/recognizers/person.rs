@@ -58,10 +58,10 @@ pub(super) fn add(all: &mut Vec<Box<dyn Recognizer>>, names: &Arc<Names>) -> Res
         names: names.clone(),
     }));
     all.push(Box::new(NameColumn {
-        column: compile(
-            "person-column",
-            r#"(?i)(?:(?:first_?name|last_?name|given_?names?|family_?name|sur_?name|middle_?name|full_?name|fore_?names?|patient_?name|customer_?name|employee_?name|contact_?name|holder_?name)\b|"family"|"given")"#,
-        )?,
+        // Five literals, which the regex engine finds with a vectorised search; the column
+        // name around each is checked by hand (as one `(?i)` alternation of the names it
+        // scanned prose at a fifth of the speed).
+        column: compile("person-column", r#"[Nn]ame|NAME|"family"|"given""#)?,
     }));
     all.push(Box::new(Layout {
         speaker: compile(
@@ -737,7 +737,44 @@ struct NameColumn {
     column: Regex,
 }
 
+/// Column and field names for a person's name, lower case without `_`; a name that ends with
+/// one of them (`billing_last_name`, `patientFirstName`) counts too.
+const NAME_COLUMNS: &[&str] = &[
+    "firstname",
+    "lastname",
+    "givenname",
+    "givennames",
+    "familyname",
+    "surname",
+    "middlename",
+    "fullname",
+    "forename",
+    "forenames",
+    "patientname",
+    "customername",
+    "employeename",
+    "contactname",
+    "holdername",
+];
+
 impl NameColumn {
+    /// The identifier (letters, digits, `_`) around a match of "name" at `at..end`, if it
+    /// is a name column: its span.
+    fn column_at(t: &str, at: usize, end: usize) -> Option<(usize, usize)> {
+        let b = t.as_bytes();
+        let ident = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
+        let start = b[..at].iter().rposition(|&c| !ident(c)).map_or(0, |i| i + 1);
+        let stop = b[end..].iter().position(|&c| !ident(c)).map_or(b.len(), |i| end + i);
+        let mut key = [0u8; 48];
+        let mut n = 0;
+        for &c in b[start..stop].iter().filter(|&&c| c != b'_') {
+            *key.get_mut(n)? = c.to_ascii_lowercase();
+            n += 1;
+        }
+        let key = &key[..n];
+        NAME_COLUMNS.iter().any(|c| key.ends_with(c.as_bytes())).then_some((start, stop))
+    }
+
     fn name_like(cell: &str) -> bool {
         let ws: Vec<&str> = cell.split(' ').collect();
         !cell.is_empty()
@@ -769,26 +806,30 @@ impl Recognizer for NameColumn {
         &[EntityKind::Person]
     }
     fn triggers(&self) -> &[&'static str] {
-        &[r#"(?i)(?:first_?name|last_?name|given_?names?|family_?name|sur_?name|middle_?name|full_?name|fore_?names?|patient_?name|customer_?name|employee_?name|contact_?name|holder_?name|"family"|"given")"#]
+        &[
+            r#"(?i)(?:first_?name|last_?name|given_?names?|family_?name|sur_?name|middle_?name|full_?name|fore_?names?|patient_?name|customer_?name|employee_?name|contact_?name|holder_?name|"family"|"given")"#,
+        ]
     }
     fn find(&self, text: &NormalizedText<'_>, out: &mut Vec<Finding>) {
         let t = text.as_str();
+        let mut searched = 0;
         for c in self.column.find_iter(t) {
+            if c.start() < searched {
+                continue;
+            }
             let quoted_key = c.as_str().starts_with('"');
-            let start = if quoted_key {
-                Some(c.start())
+            let (start, end) = if quoted_key {
+                (c.start(), c.end())
             } else {
-                super::health::column_start(t, c.start())
+                let Some(span) = Self::column_at(t, c.start(), c.end()) else { continue };
+                span
             };
-            let Some(start) = start else { continue };
-            let cells = match Self::scalar(t, c.end()) {
+            searched = end;
+            let cells = match Self::scalar(t, end) {
                 Some(span) => vec![span],
                 // `"family"`/`"given"` are only fields (a column of that name is rare).
-                None if quoted_key => {
-                    let key_end = c.end() - 1;
-                    crate::table::column_cells(t, start + 1, key_end)
-                }
-                None => crate::table::column_cells(t, start, c.end()),
+                None if quoted_key => crate::table::column_cells(t, start + 1, end - 1),
+                None => crate::table::column_cells(t, start, end),
             };
             for (s, e) in cells {
                 if Self::name_like(&t[s..e]) {

@@ -114,13 +114,16 @@ pub(super) fn add(all: &mut Vec<Box<dyn Recognizer>>) -> Result<(), DetectError>
         )?,
     }));
     all.push(Box::new(Password {
-        // Every assignment, flag and prose match holds one of these.
+        // Every assignment, flag and prose match holds one of these or of `cue_foreign`.
         cue: compile(
             "password",
-            // Few literals, so the search can skip ahead with SIMD: the foreign words are
-            // case-sensitive (lower case and capitalised), not `(?i)`, which would multiply
-            // them into hundreds of case variants.
-            "(?i:pass|pwd|pin)|[Hh]as(?:ł|l)o|HAS(?:Ł|L)O|[Cc]ontrase|CONTRASE|[Kk]ennwort|KENNWORT|[Ww]achtwoord|WACHTWOORD|[Ss]enha|SENHA|[Ll](?:ö|o)senord|L(?:Ö|O)SENORD|[Ss]alasana|SALASANA",
+            "(?i)pass|pwd|pin",
+        )?,
+        // The password words of other languages, in a cue of their own: joined to the one
+        // above, the literals are too many for the vectorised search.
+        cue_foreign: compile(
+            "password",
+            "[Hh]as(?:ł|l)o|HAS(?:Ł|L)O|[Cc]ontrase|CONTRASE|[Kk]ennwort|KENNWORT|[Ww]achtwoord|WACHTWOORD|[Ss]enha|SENHA|[Ll](?:ö|o)senord|L(?:Ö|O)SENORD|[Ss]alasana|SALASANA",
         )?,
         assign: compile("password", PASSWORD_KEY)?,
         // `--password x`, `redis-server --requirepass x`.
@@ -479,6 +482,7 @@ const PROSE_WORDS: &[&str] = &[
 
 struct Password {
     cue: Regex,
+    cue_foreign: Regex,
     assign: Regex,
     flag: Regex,
     prose: Regex,
@@ -545,7 +549,12 @@ impl Recognizer for Password {
     fn find(&self, text: &NormalizedText<'_>, out: &mut Vec<Finding>) {
         let t = text.as_str();
         // One cue search for the four line-scoped patterns.
-        let lines = cued_lines(&self.cue, t);
+        let mut lines = cued_lines(&self.cue, t);
+        let foreign = cued_lines(&self.cue_foreign, t);
+        if !foreign.is_empty() {
+            lines.extend(foreign);
+            lines.sort_unstable();
+        }
         for k in find_in_lines(&self.assign, t, lines.iter().copied()) {
             if let Some(v) = read_value(t, k.end()).and_then(|v| expansion_default(t, k.start(), v)) {
                 Self::push_value(t, v, false, out);

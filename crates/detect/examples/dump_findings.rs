@@ -6,7 +6,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
     let mut inputs: Vec<(String, String)> = Vec::new();
     let mut joined = String::new();
-    for file in ["corpus.jsonl", "heldout.jsonl", "heldout2.jsonl"] {
+    for file in ["corpus.jsonl", "heldout.jsonl", "heldout2.jsonl", "heldout3.jsonl"] {
         let path = format!("{root}/tests/data/detect/{file}");
         let body = std::fs::read_to_string(&path)?;
         for (n, line) in body.lines().enumerate() {

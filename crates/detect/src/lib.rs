@@ -24,19 +24,19 @@
 //!
 //! | kind | found by | kept when |
 //! |---|---|---|
-//! | EMAIL | address pattern; `jane dot doe at example dot com`, `(at)`/`[dot]` forms; URL-encoded `jane%40example.com` | not URL userinfo, SSH remote or `@2x.png` |
-//! | PHONE | digit runs with `+ - . ( )` and spaces (a bracketed number without its brackets) | valid per libphonenumber metadata (UK/NANP without `+`; a DE/FR/NL/BE/AT/CH/IE national mobile number with a phone word nearby or in French pairs; a number valid in the national plan that nearby language words, country/city names or TLDs point to, or written in a plan's own three-or-more-group layout, e.g. `05 61 …` pairs, Spanish `6XX XX XX XX`); Ofcom drama ranges |
+//! | EMAIL | address pattern; `jane dot doe at example dot com`, `(at)`/`[dot]` forms; URL-encoded `jane%40example.com` | not URL userinfo (`user:pass@host`, `token@host`), SSH remote or `@2x.png` |
+//! | PHONE | digit runs with `+ - . ( )` and spaces (a bracketed number without its brackets, also when it runs on into the next number) | valid per libphonenumber metadata (UK/NANP without `+`; a DE/FR/NL/BE/AT/CH/IE national mobile number with a phone word nearby or in French pairs; a number valid in the national plan that nearby language words, country/city names or TLDs point to, or written in a plan's own three-or-more-group layout, e.g. `05 61 …` pairs, Spanish `6XX XX XX XX`, Swedish `070-123 45 67`); Ofcom drama ranges; not after a label naming another number (`Polisnummer:`) |
 //! | CREDIT_CARD | 13–19 digits, card grouping, mixed separators (a number printed after it, like an expiry, cut off at a group end) | Luhn + network prefix and length |
 //! | IBAN | country, check digits, groups of four | country length table + mod-97 |
 //! | SWIFT_BIC | 8/11 upper-case characters | ISO country + "BIC"/"SWIFT" (also ISO 20022 `<BICFI>`) or an IBAN nearby; not a town before its postcode |
 //! | US_SSN, US_ITIN | 3-2-4 with dashes/spaces; 9 digits after "SSN"/"ITIN" | area/group/serial rules; ITIN groups |
 //! | UK_NINO | two letters, six digits, A–D | HMRC prefix rules |
 //! | UK_NHS | 3-3-4 or ten digits after "NHS"; ten digits in a `nhs_number`/`NHS No` column | mod-11 check digit |
-//! | PASSPORT | 6–9 capitals/digits after "passport" (and DE/ES/FR/IT/PL/NL labels), or after a number label a few lines on | context only (score 0.7) |
-//! | IP_ADDRESS | dotted quads; IPv6 candidates | octets ≤ 255, not a version; `Ipv6Addr` parses |
+//! | PASSPORT | 6–9 capitals/digits after "passport" (and DE/ES/FR/IT/PL/NL labels), or after a number label a few lines on; cells of a `Passport` table column | context only (score 0.7) |
+//! | IP_ADDRESS | dotted quads; IPv6 candidates | octets ≤ 255, not a version, not a CIDR network (`10.20.0.0/16`); `Ipv6Addr` parses |
 //! | MAC_ADDRESS | six octets with `:`/`-`, Cisco dotted | not all-zero or broadcast |
-//! | DATE_OF_BIRTH | numeric and written dates | within 30 bytes after DOB/born/date of birth or a FR/DE/ES/PL/NL/IT/PT cue; in a column named `dob`/`date_of_birth`… of a CSV/TSV/Markdown table, SQL `INSERT` or column list |
-//! | MEDICAL_RECORD_NUMBER | an ID with digits | after MRN/medical record/hospital number/patient ID (and IPP, Pat.-ID, NHC, historia clínica, nr historii choroby); `MRN…` values in a `patient_id`/`mrn` column |
+//! | DATE_OF_BIRTH | numeric and written dates (English, French, German, Dutch, Spanish, Italian, Portuguese, Polish and Swedish month names; `17NOV1979`) | within 30 bytes after DOB/born/date of birth or a FR/DE/ES/PL/NL/IT/PT/SV cue; in a column named `dob`/`date_of_birth`… of a CSV/TSV/Markdown table, SQL `INSERT` or column list |
+//! | MEDICAL_RECORD_NUMBER | an ID with digits | after MRN/medical record/hospital number/patient ID (and IPP, Pat.-ID, NHC, historia clínica, nr historii choroby, patiëntnummer, cartella clinica, N.º de processo, nr księgi głównej; clinic/unit number, hospital ID); `MRN…` values in a `patient_id`/`mrn` column |
 //! | MEDICAL_CONDITION | ICD-10 codes; condition names (English, FR, DE, ES, PL) | clinical words (for a name: in its own paragraph) or each other nearby, an assessment line (`A:`), an ICD column header; not a service name ("Diabetes Clinic") or a questionnaire item answered no |
 //! | HL7 v2 fields: UK_NHS, US_SSN, MEDICAL_RECORD_NUMBER, PASSPORT, PERSON, DATE_OF_BIRTH, STREET_ADDRESS | PID, NK1, GT1, IN1 segments (id at a line start, delimiters from MSH): CX identifiers by type code (`NH` or an NHS authority, `SS`, `MR`/`PI`/`PT`/`MRN`, `PPN`; untyped in PID-2/3/4), XPN family/given/middle names, TS dates of birth, XAD street lines, PID-19/GT1-12 SSNs | mod-11, SSN rules, a real `YYYYMMDD` date, a street line with a digit and a letter (score 0.85) |
 //! | CRYPTO_WALLET | `1…`/`3…`, `bc1…`, `0x` + 40 hex | Base58Check (double SHA-256), bech32/bech32m; for Ethereum an EIP-55 mixed-case checksum (Keccak-256) or wallet words |
@@ -44,10 +44,10 @@
 //! | AWS_SECRET_KEY | 40 base64 characters | after an AWS secret key name or an access key id |
 //! | JWT | three base64url segments | header and payload decode to JSON objects, header has `alg` |
 //! | PRIVATE_KEY | PEM BEGIN … END block | base64 body (a block without END is reported truncated) |
-//! | PASSWORD | `password=`, `"pwd": "…"`, `--password x`, "the password is X"/"reset it to X", `scheme://user:pass@`, `.netrc`, `mysql -p'…'`/`docker login -p …`, PHP `define('DB_PASSWORD', …)`, Python `auth=(user, "…")` | not a placeholder, type or code expression |
-//! | GENERIC_SECRET | values of token/secret/api_key/auth/credential and `signing_key`/`routing_key`/`encryption_key`… names; bearer tokens; PHP `define('…_KEY'/'…_SALT', …)`; SendGrid `SG.…`, Stripe `whsec_…` | ≥ 16 characters, entropy ≥ 3.5 bits (3.0 for hex), a digit; not a placeholder |
-//! | PERSON | titles (also Madame, Frau, Sr., Pan…), salutations and sign-offs, form fields and role labels (also in other languages), chat speaker labels, `Surname, Given` cells, `SURNAME/GIVEN`, all-capitals name lines, given name + surname lists | see below |
-//! | STREET_ADDRESS | number + capitalised words + street suffix (+ town, postcode/ZIP); street name first (`Lindenallee 12`, `Calle Mayor 5`, `ul. Polna 3`), French `8 rue des Lilas`; postcode after "address" | heuristic |
+//! | PASSWORD | `password=`, `"pwd": "…"`, `--password x` (also `"--requirepass", "x"` in an argument list), labels in eight languages (`hasło:`, `contraseña:`, `Passwort:`…), key-value rows (`('smtp_password', '…')`), "the password is X"/"reset it to X", `scheme://user:pass@`, `.netrc`, `mysql -p'…'`/`docker login -p …`, PHP `define('DB_PASSWORD', …)`, Python `auth=(user, "…")` | not a placeholder, type or code expression |
+//! | GENERIC_SECRET | values of token/secret/api_key/auth/credential and `signing_key`/`routing_key`/`encryption_key`… names; bearer tokens; PHP `define('…_KEY'/'…_SALT', …)`; SendGrid `SG.…`, Vault `hvs.…`, Stripe `whsec_…` | ≥ 16 characters, entropy ≥ 3.5 bits (3.0 for hex), a digit; not a placeholder |
+//! | PERSON | titles (also Madame, Frau, Sr., Pan…), salutations and sign-offs, form fields and role labels (also in other languages), chat speaker labels, name columns and fields (`first_name`/`last_name` in CSV, Markdown and SQL; FHIR `family`/`given`), `Surname, Given` cells, `SURNAME/GIVEN`, all-capitals name lines, given name + surname lists | see below |
+//! | STREET_ADDRESS | number + capitalised words + street suffix (+ town, postcode/ZIP); street name first (`Lindenallee 12`, `Storgatan 14B, 411 38 Göteborg`, `Mannerheimintie 12 A 5`, `Calle Mayor 5`, `ul. Polna 3`), French `8 rue des Lilas`; postcode after "address" | heuristic |
 //!
 //! # What to expect
 //!

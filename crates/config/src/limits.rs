@@ -1,12 +1,13 @@
-//! `[limits]` (per-key rate and concurrency limits, request and stream time limits) and the TLS
-//! keys of `[server]`: the raw serde forms and their validation. Errors name the key.
+//! `[limits]` (per-key rate and concurrency limits, request and stream time limits, the
+//! per-address throttle on failed authentication) and the TLS keys of `[server]`: the raw serde
+//! forms and their validation. Errors name the key.
 
 use std::path::PathBuf;
 
 use serde::Deserialize;
 
-/// Validated `[limits]`. A value of 0 in `requests_per_minute` or `max_concurrent_requests`
-/// turns that limit off; the time limits are always on.
+/// Validated `[limits]`. A value of 0 in `requests_per_minute`, `max_concurrent_requests` or
+/// `auth_failures_per_minute` turns that limit off; the time limits are always on.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Limits {
     /// Sustained requests per minute per key (token-bucket refill rate); 0 = no rate limit.
@@ -19,8 +20,15 @@ pub struct Limits {
     pub request_timeout_seconds: u64,
     /// Total time of a streamed (SSE) response, from the request's arrival.
     pub stream_timeout_seconds: u64,
-    /// Buckets kept in memory at most; idle (full) buckets are dropped first.
+    /// Buckets kept in memory at most, by the rate limit and by the failed-authentication
+    /// throttle each; idle (full) buckets are dropped first.
     pub max_tracked_keys: usize,
+    /// Failed authentications (401) per minute per client address (refill rate of the address's
+    /// bucket); past the burst, requests from the address that fail are answered 429 without
+    /// an audit record each. 0 = no throttle.
+    pub auth_failures_per_minute: u32,
+    /// Failed authentications an address may make at once (the bucket's size).
+    pub auth_failure_burst: u32,
 }
 
 /// `[server] tls_cert` and `tls_key`: PEM files for HTTPS on the listener.
@@ -43,6 +51,10 @@ impl Default for Limits {
             request_timeout_seconds: 300,
             stream_timeout_seconds: 900,
             max_tracked_keys: 10_000,
+            // A person who mistypes a key a few times never meets this; a script guessing keys
+            // does after 20 tries, then gets 10 more a minute.
+            auth_failures_per_minute: 10,
+            auth_failure_burst: 20,
         }
     }
 }
@@ -56,6 +68,8 @@ pub(crate) struct RawLimits {
     request_timeout_seconds: Option<u64>,
     stream_timeout_seconds: Option<u64>,
     max_tracked_keys: Option<usize>,
+    auth_failures_per_minute: Option<u32>,
+    auth_failure_burst: Option<u32>,
 }
 
 impl RawLimits {
@@ -92,6 +106,20 @@ impl RawLimits {
         if !(1..=10_000_000).contains(&max_tracked_keys) {
             return Err(err("max_tracked_keys", "must be between 1 and 10000000"));
         }
+        let auth_failures_per_minute = self.auth_failures_per_minute.unwrap_or(d.auth_failures_per_minute);
+        if auth_failures_per_minute > 1_000_000 {
+            return Err(err(
+                "auth_failures_per_minute",
+                "must be at most 1000000 (0 turns the failed-authentication throttle off)",
+            ));
+        }
+        let auth_failure_burst = self.auth_failure_burst.unwrap_or(d.auth_failure_burst);
+        if auth_failures_per_minute > 0 && !(1..=1_000_000).contains(&auth_failure_burst) {
+            return Err(err(
+                "auth_failure_burst",
+                "must be between 1 and 1000000 (set auth_failures_per_minute = 0 to turn the throttle off)",
+            ));
+        }
         Ok(Limits {
             requests_per_minute,
             burst,
@@ -99,6 +127,8 @@ impl RawLimits {
             request_timeout_seconds,
             stream_timeout_seconds,
             max_tracked_keys,
+            auth_failures_per_minute,
+            auth_failure_burst,
         })
     }
 }
@@ -147,6 +177,19 @@ mod tests {
     }
 
     #[test]
+    fn failed_authentication_throttle_defaults_and_off() {
+        let d = parse("").unwrap();
+        assert_eq!((d.auth_failures_per_minute, d.auth_failure_burst), (10, 20));
+        let l = parse("auth_failures_per_minute = 30").unwrap();
+        assert_eq!((l.auth_failures_per_minute, l.auth_failure_burst), (30, 20), "the burst keeps its default");
+        let l = parse("auth_failures_per_minute = 0\nauth_failure_burst = 0").unwrap();
+        assert_eq!(l.auth_failures_per_minute, 0, "0 turns the throttle off, and the burst is then unused");
+        // The throttle is independent of the per-key rate limit.
+        let l = parse("requests_per_minute = 0").unwrap();
+        assert_eq!((l.requests_per_minute, l.auth_failures_per_minute), (0, 10));
+    }
+
+    #[test]
     fn bad_values_name_the_key() {
         for (text, key) in [
             ("burst = 0", "limits.burst"),
@@ -155,10 +198,19 @@ mod tests {
             ("max_tracked_keys = 0", "limits.max_tracked_keys"),
             ("requests_per_minute = 2000000", "limits.requests_per_minute"),
             ("max_concurrent_requests = 200000", "limits.max_concurrent_requests"),
+            ("auth_failures_per_minute = 1000001", "limits.auth_failures_per_minute"),
+            ("auth_failure_burst = 0", "limits.auth_failure_burst"),
+            ("auth_failures_per_minute = 5\nauth_failure_burst = 2000000", "limits.auth_failure_burst"),
         ] {
             assert_eq!(parse(text).unwrap_err().0, key, "{text}");
         }
         assert!(parse("rate = 3").unwrap_err().1.contains("unknown field `rate`"));
+        let (_, reason) = parse("auth_failure_burst = 0").unwrap_err();
+        assert!(
+            reason.contains("between 1 and 1000000") && reason.contains("auth_failures_per_minute = 0"),
+            "{reason}"
+        );
+        assert!(parse("auth_failures_per_minute = -1").unwrap_err().1.contains("auth_failures_per_minute"));
     }
 
     #[test]

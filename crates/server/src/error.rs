@@ -26,6 +26,12 @@ pub enum ApiError {
     /// A per-key limit (`[limits]`): the request rate, or requests in flight when `concurrent`.
     #[error("{}", if *concurrent { "too many requests in flight for this key; retry when one finishes" } else { "rate limit reached for this key; retry after the time in the Retry-After header" })]
     RateLimited { retry_after_secs: u64, concurrent: bool },
+    /// Too many failed authentications from the client's address (`[limits]
+    /// auth_failures_per_minute`): a request that does not authenticate gets this, not 401.
+    #[error(
+        "too many failed authentication attempts from this address; retry after the time in the Retry-After header"
+    )]
+    AuthThrottled { retry_after_secs: u64 },
     /// The request (time until the response starts) or the stream ran past its time limit.
     #[error("the {} took longer than the {limit_secs}-second limit", if *streaming { "stream" } else { "request" })]
     TimedOut { limit_secs: u64, streaming: bool },
@@ -66,7 +72,7 @@ impl ApiError {
             ApiError::ModelNotFound(_) | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::RateLimited { .. } | ApiError::AuthThrottled { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::TimedOut { .. } => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
@@ -87,6 +93,8 @@ impl ApiError {
             ApiError::Overloaded => ("server_error", None, "overloaded"),
             // OpenAI's type and code for both; the message says which limit.
             ApiError::RateLimited { .. } => ("rate_limit_error", None, "rate_limit_exceeded"),
+            // OpenAI's type, so clients back off as for any 429; our own code says why.
+            ApiError::AuthThrottled { .. } => ("rate_limit_error", None, "auth_throttled"),
             ApiError::TimedOut { .. } => ("timeout_error", None, "timeout"),
             // OpenAI's shapes: `invalid_api_key` for 401; a permission error for the role.
             ApiError::Unauthorized(_) => ("invalid_request_error", None, "invalid_api_key"),
@@ -133,7 +141,7 @@ impl IntoResponse for ApiError {
         if matches!(self, ApiError::Overloaded) {
             response.headers_mut().insert("retry-after", axum::http::HeaderValue::from_static("1"));
         }
-        if let ApiError::RateLimited { retry_after_secs, .. } = &self {
+        if let ApiError::RateLimited { retry_after_secs, .. } | ApiError::AuthThrottled { retry_after_secs } = &self {
             // Whole seconds, at least 1 (RFC 9110 delay-seconds; what OpenAI's clients read).
             let secs = (*retry_after_secs).max(1).to_string();
             if let Ok(v) = axum::http::HeaderValue::from_str(&secs) {

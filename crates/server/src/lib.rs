@@ -4,6 +4,7 @@
 mod adapters;
 pub mod audit;
 pub mod auth;
+pub mod auth_throttle;
 pub mod backends;
 pub mod canary;
 pub mod costs;
@@ -59,8 +60,10 @@ pub fn app(state: AppState) -> Router {
             limits::middleware(limiter.clone(), req, next)
         }))
         // API keys and roles: every route but health, readiness and the OpenAPI description
-        // needs a key once one exists; the principal goes into the request's extensions.
-        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_key))
+        // needs a key once one exists; the principal goes into the request's extensions. Failed
+        // authentication is throttled per client address here, before the per-key limits
+        // (which cannot see a request without a valid key).
+        .layer(axum::middleware::from_fn_with_state(auth::KeyCheck::new(state.clone()), auth::require_key))
         .layer(axum::middleware::from_fn(move |req: axum::extract::Request, next: axum::middleware::Next| {
             let metrics = counted.metrics.clone();
             async move {

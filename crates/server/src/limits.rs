@@ -58,14 +58,16 @@ pub struct TokenBuckets {
     next_sweep: Option<Instant>,
 }
 
+/// One token bucket: the tokens it held at `at`. Also used by [`crate::auth_throttle`].
 #[derive(Debug, Clone, Copy)]
-struct Bucket {
-    tokens: f64,
-    at: Instant,
+pub(crate) struct Bucket {
+    pub(crate) tokens: f64,
+    pub(crate) at: Instant,
 }
 
 impl Bucket {
-    fn refilled(self, now: Instant, per_second: f64, burst: f64) -> f64 {
+    /// The tokens at `now`: refilled at `per_second` since `at`, never more than `burst`.
+    pub(crate) fn refilled(self, now: Instant, per_second: f64, burst: f64) -> f64 {
         let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
         (self.tokens + elapsed * per_second).min(burst)
     }
@@ -200,6 +202,12 @@ fn limited(path: &str) -> bool {
     path.starts_with("/v1/")
 }
 
+/// The client's address, when the request came through [`crate::serve`] (a router driven
+/// without a socket, as in tests, has none).
+pub(crate) fn client_addr(req: &Request) -> Option<SocketAddr> {
+    req.extensions().get::<ConnectInfo<ClientAddr>>().map(|ConnectInfo(ClientAddr(addr))| *addr)
+}
+
 /// The key a request is limited under (see the module comment).
 fn limit_key(req: &Request) -> String {
     let key_id = req.extensions().get::<perimeter_auth::Principal>().and_then(|p| p.key_id.as_deref());
@@ -207,7 +215,7 @@ fn limit_key(req: &Request) -> String {
         // Key ids are public identifiers (never the secret).
         return format!("key:{id}");
     }
-    if let Some(ConnectInfo(ClientAddr(addr))) = req.extensions().get::<ConnectInfo<ClientAddr>>() {
+    if let Some(addr) = client_addr(req) {
         return format!("ip:{}", addr.ip());
     }
     "anonymous".to_string()

@@ -4,12 +4,18 @@
 //! (an error event and `[DONE]`). Slow answers come from an OpenAI-compatible stand-in on
 //! loopback that streams one token every 250 ms, as many as the request's `max_tokens`.
 //!
+//! The failed-authentication throttle: key guessing from one address (over a real socket) turns
+//! into 429 `auth_throttled` after the burst, with one audit record instead of one per guess;
+//! a valid key from that address still works, open routes and other addresses are unaffected,
+//! the bucket refills at its rate, and a router without a client address never throttles.
+//!
 //! TLS: a self-signed certificate made in the test with rcgen, a real HTTPS request over
 //! loopback with reqwest (rustls) trusting it, plain HTTP against the TLS port failing, and
 //! start-up errors that name the missing or mismatched file.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -20,9 +26,12 @@ use axum::http::{Request, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::post;
 use http_body_util::BodyExt;
+use perimeter_audit::{Filter, Record, RecordKind};
+use perimeter_auth::{NewKey, Role};
 use perimeter_config::Config;
 use perimeter_server::limits::ClientAddr;
 use perimeter_server::{app, load_models, open_index, AppState, Engines};
+use perimeter_store::audit_file;
 use perimeter_types::{ChatBackend, Embedder};
 use serde_json::{json, Value};
 use tower::ServiceExt;
@@ -272,8 +281,217 @@ async fn an_oversized_body_gets_413_with_a_clear_message() {
 fn bad_limits_are_refused_naming_the_key() {
     let err = Config::parse("[limits]\nburst = 0", "t.toml").unwrap_err().to_string();
     assert!(err.contains("`limits.burst`"), "{err}");
+    let err = Config::parse("[limits]\nauth_failure_burst = 0", "t.toml").unwrap_err().to_string();
+    assert!(err.contains("`limits.auth_failure_burst`") && err.contains("between 1 and 1000000"), "{err}");
+    let err = Config::parse("[limits]\nauth_failures_per_minute = 2000000", "t.toml").unwrap_err().to_string();
+    assert!(err.contains("`limits.auth_failures_per_minute`"), "{err}");
     let err = Config::parse("[server]\ntls_cert = \"c.pem\"", "t.toml").unwrap_err().to_string();
     assert!(err.contains("`server.tls_key` is required"), "{err}");
+}
+
+/// The real server (`serve_until`) on a loopback port: its address, the switch that stops it,
+/// and its task.
+async fn serve(
+    state: AppState,
+) -> (SocketAddr, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<std::io::Result<()>>) {
+    let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(perimeter_server::serve_until(
+        state,
+        "127.0.0.1:0".parse().unwrap(),
+        async move {
+            let _ = stop_rx.await;
+        },
+        move |addr| {
+            let _ = bound_tx.send(addr);
+        },
+    ));
+    (bound_rx.await.unwrap(), stop_tx, server)
+}
+
+// --- Failed authentication ---------------------------------------------------------------------
+
+/// Creates a key in `state`'s store (the server is open until one exists); returns its text.
+fn create_key(state: &AppState, role: Role) -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let new = NewKey { tenant: "default".into(), role, groups: vec![], expires_at: None };
+    state.keys.create(&new, now).unwrap().0.expose()
+}
+
+/// A well-formed key that is not in any store.
+fn guess(i: u32) -> String {
+    format!("prm_{i:016x}_{i:064x}")
+}
+
+fn with_key(mut req: Request<Body>, key: &str) -> Request<Body> {
+    req.headers_mut().insert("authorization", format!("Bearer {key}").parse().unwrap());
+    req
+}
+
+/// The `access_denied` records in the data directory's audit log, oldest first.
+fn denied(dir: &Path) -> Vec<Record> {
+    let records = audit_file::export(dir, &Filter::default()).unwrap().records;
+    records.into_iter().filter(|r| r.kind == RecordKind::AccessDenied).collect()
+}
+
+fn assert_auth_throttled(status: StatusCode, headers: &axum::http::HeaderMap, body: &Value, max_wait: u64) {
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    let retry: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=max_wait).contains(&retry), "Retry-After {retry} not in 1..={max_wait}");
+    assert_eq!(body["error"]["type"], "rate_limit_error");
+    assert_eq!(body["error"]["code"], "auth_throttled");
+    assert!(body["error"]["message"].as_str().unwrap().contains("failed authentication attempts"), "{body}");
+    assert!(!headers.contains_key("www-authenticate"), "a 429, not a challenge");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guessing_keys_over_a_socket_turns_into_429_after_the_burst_with_one_audit_record() {
+    // One token back a minute, so nothing refills while the test runs; the default burst (20).
+    let state = state("auth-guess", "auth_failures_per_minute = 1");
+    let key = create_key(&state, Role::User);
+    let dir = state.data_dir.clone();
+    let (addr, stop, server) = serve(state).await;
+    let client = reqwest::Client::new();
+    let url = |path: &str| format!("http://{addr}{path}");
+
+    for i in 0..20 {
+        let response = client.get(url("/v1/models")).bearer_auth(guess(i)).send().await.unwrap();
+        assert_eq!(response.status(), 401, "guess {i} is within the burst");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "invalid_api_key");
+    }
+    assert_eq!(denied(&dir).len(), 20, "one record per 401");
+
+    // Past the burst: guesses, malformed keys and no key at all, on every protected route.
+    let mut sent = Vec::new();
+    for i in 20..80u32 {
+        let path = ["/v1/models", "/v1/documents", "/metrics", "/v1/audit"][i as usize % 4];
+        let request = match i % 3 {
+            0 => {
+                sent.push(guess(i));
+                client.get(url(path)).bearer_auth(guess(i))
+            }
+            1 => client.get(url(path)).bearer_auth("not-a-key"),
+            _ => client.get(url(path)),
+        };
+        let response = request.send().await.unwrap();
+        let (status, headers) = (response.status(), response.headers().clone());
+        let body: Value = response.json().await.unwrap();
+        assert_auth_throttled(status, &headers, &body, 60);
+    }
+    let records = denied(&dir);
+    assert_eq!(records.len(), 21, "60 refused guesses left one record, not 60: {records:#?}");
+    assert!(records[..20].iter().all(|r| r.outcome.as_deref() == Some("401")));
+    let throttled = &records[20];
+    assert_eq!(throttled.outcome.as_deref(), Some("429"));
+    assert_eq!(throttled.reasons, vec!["auth_throttled".to_string()]);
+    assert_eq!(throttled.detail.get("client").map(String::as_str), Some("127.0.0.1"));
+    assert_eq!(throttled.detail.get("refused").map(String::as_str), Some("1"), "recorded when it started");
+    assert_eq!(throttled.detail.get("route").map(String::as_str), Some("/v1/models"));
+    assert_eq!(throttled.principal, None);
+
+    // A valid key from the throttled address still works, again and again.
+    for _ in 0..3 {
+        let response = client.get(url("/v1/models")).bearer_auth(&key).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    // Open routes are never throttled.
+    for path in ["/healthz", "/readyz", "/openapi.json"] {
+        assert_eq!(client.get(url(path)).send().await.unwrap().status(), 200, "{path}");
+    }
+    // Another address has its own bucket: 127.0.0.2 is loopback too.
+    let other = reqwest::Client::builder().local_address(IpAddr::from([127, 0, 0, 2])).build().unwrap();
+    let response = other.get(url("/v1/models")).bearer_auth(guess(999)).send().await.unwrap();
+    assert_eq!(response.status(), 401);
+    let records = denied(&dir);
+    assert_eq!(records.len(), 22);
+    assert_eq!(records[21].outcome.as_deref(), Some("401"));
+
+    // Still throttled, and nothing more on record for it.
+    let response = client.get(url("/v1/models")).bearer_auth(guess(1000)).send().await.unwrap();
+    assert_eq!(response.status(), 429);
+    assert_eq!(denied(&dir).len(), 22);
+    let log: String = audit_file::segments(&dir).unwrap().iter().map(|p| std::fs::read_to_string(p).unwrap()).collect();
+    assert!(sent.iter().all(|k| !log.contains(k.as_str())) && !log.contains(&key), "a key is in the audit log");
+
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), server).await.unwrap().unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttled_address_refills_at_the_rate_and_is_on_record_once_a_minute() {
+    // 30 a minute: a token every 2 s; two at once.
+    let state = state("auth-refill", "auth_failures_per_minute = 30\nauth_failure_burst = 2");
+    let key = create_key(&state, Role::User);
+    let router = app(state.clone());
+    let from = Some([10, 0, 0, 9]);
+    // Successful authentication takes no token.
+    for _ in 0..5 {
+        assert_eq!(send(&router, with_key(get("/v1/models", from), &key)).await.0, StatusCode::OK);
+    }
+    let bad = |i| with_key(get("/v1/models", from), &guess(i));
+    assert_eq!(send(&router, bad(1)).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(send(&router, bad(2)).await.0, StatusCode::UNAUTHORIZED);
+    let (status, headers, body) = send(&router, bad(3)).await;
+    assert_auth_throttled(status, &headers, &body, 2);
+    assert_eq!(headers["retry-after"], "2");
+
+    // One token back after two seconds: one more 401, then 429 again.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(send(&router, bad(4)).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(send(&router, bad(5)).await.0, StatusCode::TOO_MANY_REQUESTS);
+
+    let records = denied(&state.data_dir);
+    let outcomes: Vec<_> = records.iter().map(|r| r.outcome.as_deref().unwrap()).collect();
+    // Throttled twice within a minute: on record once.
+    assert_eq!(outcomes, ["401", "401", "429", "401"], "{records:#?}");
+    assert_eq!(records[2].detail.get("client").map(String::as_str), Some("10.0.0.9"));
+}
+
+#[tokio::test]
+async fn without_a_client_address_or_with_the_throttle_off_failures_are_not_throttled() {
+    let throttled = state("auth-no-address", "auth_failures_per_minute = 60\nauth_failure_burst = 1");
+    create_key(&throttled, Role::User);
+    let router = app(throttled);
+    // A router driven without a socket knows no address: never throttled, never a panic.
+    for i in 0..30 {
+        assert_eq!(send(&router, with_key(get("/v1/models", None), &guess(i))).await.0, StatusCode::UNAUTHORIZED);
+    }
+    // The same router with an address throttles after the burst of one.
+    let from = Some([10, 0, 0, 10]);
+    assert_eq!(send(&router, with_key(get("/v1/models", from), &guess(0))).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(send(&router, get("/v1/models", from)).await.0, StatusCode::TOO_MANY_REQUESTS);
+
+    let off = state("auth-off", "auth_failures_per_minute = 0");
+    create_key(&off, Role::Admin);
+    let router = app(off.clone());
+    for i in 0..30 {
+        let from = Some([10, 0, 0, 11]);
+        assert_eq!(send(&router, with_key(get("/v1/models", from), &guess(i))).await.0, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(denied(&off.data_dir).len(), 30, "with the throttle off every 401 is on record");
+}
+
+#[test]
+fn every_operation_that_needs_a_key_documents_429() {
+    let spec: Value = serde_json::from_str(include_str!("../src/openapi.json")).unwrap();
+    let mut protected = 0;
+    for (path, operations) in spec["paths"].as_object().unwrap() {
+        for (method, op) in operations.as_object().unwrap() {
+            if !["get", "post", "put", "patch", "delete"].contains(&method.as_str()) {
+                continue;
+            }
+            let security = op.get("security").unwrap_or(&spec["security"]);
+            if security.as_array().is_some_and(|s| s.is_empty()) {
+                continue;
+            }
+            protected += 1;
+            assert!(op["responses"].get("429").is_some(), "{method} {path} does not document 429");
+        }
+    }
+    assert!(protected >= 10, "{protected}");
+    let described = spec["components"]["responses"]["RateLimited"]["description"].as_str().unwrap();
+    assert!(described.contains("auth_throttled"), "{described}");
 }
 
 // --- TLS ---------------------------------------------------------------------------------------
@@ -309,20 +527,7 @@ fn tls_state(pki: &Pki, key_file: &str) -> AppState {
 #[tokio::test]
 async fn https_on_loopback_with_a_trusted_self_signed_certificate() {
     let pki = pki();
-    let state = tls_state(&pki, "key.pem");
-    let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(perimeter_server::serve_until(
-        state,
-        "127.0.0.1:0".parse().unwrap(),
-        async move {
-            let _ = stop_rx.await;
-        },
-        move |addr| {
-            let _ = bound_tx.send(addr);
-        },
-    ));
-    let addr = bound_rx.await.unwrap();
+    let (addr, stop_tx, server) = serve(tls_state(&pki, "key.pem")).await;
 
     let ca = reqwest::Certificate::from_pem(pki.cert_pem.as_bytes()).unwrap();
     let client = reqwest::Client::builder()

@@ -44,7 +44,7 @@ const SCORE: f32 = 0.85;
 const NHS_OID: &str = "2.16.840.1.113883.2.1.4.1";
 
 pub(super) fn add(all: &mut Vec<Box<dyn Recognizer>>) -> Result<(), DetectError> {
-    all.push(Box::new(Hl7 { segment: compile("hl7", r"(?:^|[\r\n])(?:MSH|PID|NK1|GT1|IN1)")? }));
+    all.push(Box::new(Hl7 { segment: compile("hl7", r"(?:^|[\r\n])(?:MSH|PID|NK1|GT1|IN1|PV1|PD1|ORC|OBR|AIP)")? }));
     Ok(())
 }
 
@@ -60,6 +60,8 @@ enum Field {
     Ids { patient: bool },
     /// XPN person names.
     Name,
+    /// XCN: a clinician (ID, family name, given name): the names are reported.
+    Staff,
     /// TS date/time of birth.
     Birth,
     /// XAD addresses.
@@ -106,6 +108,25 @@ const IN1: &[(usize, Field, &str)] = &[
     (18, Field::Birth, "hl7-in1-18"),
     (19, Field::Address, "hl7-in1-19"),
 ];
+
+// Clinicians (XCN): attending, referring, consulting and admitting doctors (PV1-7/8/9/17),
+// the primary care provider (PD1-4), ordering providers (ORC-12, OBR-16), result
+// interpreters and technicians (OBR-32/34, first component) and appointment staff (AIP-3).
+#[rustfmt::skip]
+const PV1: &[(usize, Field, &str)] = &[
+    (7, Field::Staff, "hl7-pv1-7"),
+    (8, Field::Staff, "hl7-pv1-8"),
+    (9, Field::Staff, "hl7-pv1-9"),
+    (17, Field::Staff, "hl7-pv1-17"),
+];
+#[rustfmt::skip]
+const PD1: &[(usize, Field, &str)] = &[(4, Field::Staff, "hl7-pd1-4")];
+#[rustfmt::skip]
+const ORC: &[(usize, Field, &str)] = &[(12, Field::Staff, "hl7-orc-12")];
+#[rustfmt::skip]
+const OBR: &[(usize, Field, &str)] = &[(16, Field::Staff, "hl7-obr-16")];
+#[rustfmt::skip]
+const AIP: &[(usize, Field, &str)] = &[(3, Field::Staff, "hl7-aip-3")];
 
 /// Identifier type codes (HL7 table 0203) that say what a CX value is, with their evidence.
 const TYPES: &[(&str, EntityKind, &str)] = &[
@@ -186,15 +207,26 @@ impl Recognizer for Hl7 {
                 b"PID" => PID,
                 b"NK1" => NK1,
                 b"GT1" => GT1,
+                b"PV1" => PV1,
+                b"PD1" => PD1,
+                b"ORC" => ORC,
+                b"OBR" => OBR,
+                b"AIP" => AIP,
                 _ => IN1,
             };
             if line.as_bytes().get(3) != Some(&delimiters.field) {
                 continue;
             }
-            // Field 1 is a set ID (a number, optional in PID): a pipe table that starts with a
-            // `PID` column (`PID|USER|COMMAND`) is not a segment.
-            let set_id = line[4..].split(char::from(delimiters.field)).next().unwrap_or("");
-            if set_id.len() > 4 || !set_id.bytes().all(|b| b.is_ascii_digit()) {
+            // Field 1 is a set ID (a number, optional in PID; ORC-1 is an order control code
+            // such as `NW`, PD1-1 a coded value): a pipe table that starts with a `PID` column
+            // (`PID|USER|COMMAND`) is not a segment.
+            let first = line[4..].split(char::from(delimiters.field)).next().unwrap_or("");
+            let plausible = match &line.as_bytes()[..3] {
+                b"ORC" => first.len() <= 2 && first.bytes().all(|b| b.is_ascii_uppercase()),
+                b"PD1" => first.len() <= 4 && first.bytes().all(|b| b.is_ascii_alphanumeric()),
+                _ => first.len() <= 4 && first.bytes().all(|b| b.is_ascii_digit()),
+            };
+            if !plausible {
                 continue;
             }
             let last = fields.last().map_or(0, |f| f.0);
@@ -246,6 +278,18 @@ fn read_field(field: Field, label: &'static str, at: usize, value: &str, d: &Del
                     // A middle initial alone ("A", "J.") names nobody.
                     let initial = n == 3 && name.trim_end_matches('.').chars().count() == 1;
                     if person_name(name) && !initial {
+                        out.push(finding(EntityKind::Person, at, at + name.len(), SCORE, &[label, what]));
+                    }
+                }
+            }
+            Field::Staff => {
+                // XCN: ID number, family name (its surname subcomponent), given name, middle.
+                let parts = [(2, "family-name"), (3, "given-name")];
+                for (n, what) in parts {
+                    let Some((at, part)) = nth(rep, at, d.component, n) else { break };
+                    let part = if n == 2 { nth(part, at, d.subcomponent, 1) } else { Some((at, part)) };
+                    let Some((at, name)) = part.and_then(|(at, p)| trimmed(at, p)) else { continue };
+                    if person_name(name) {
                         out.push(finding(EntityKind::Person, at, at + name.len(), SCORE, &[label, what]));
                     }
                 }

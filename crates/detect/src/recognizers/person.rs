@@ -62,6 +62,7 @@ pub(super) fn add(all: &mut Vec<Box<dyn Recognizer>>, names: &Arc<Names>) -> Res
         // name around each is checked by hand (as one `(?i)` alternation of the names it
         // scanned prose at a fifth of the speed).
         column: compile("person-column", r#"[Nn]ame|NAME|"family"|"given""#)?,
+        party: compile("person-column", "<Nm>")?,
     }));
     all.push(Box::new(Layout {
         speaker: compile(
@@ -735,7 +736,20 @@ impl Layout {
 /// words of letters, `-`, `'` and initials) and not an organisation or a place.
 struct NameColumn {
     column: Regex,
+    /// ISO 20022 (SEPA XML, camt statements) name elements: `<Cdtr><Nm>…</Nm>`.
+    party: Regex,
 }
+
+/// Company legal forms that end an organisation's name ("Nordlys Bygg AS", "Müller GmbH").
+#[rustfmt::skip]
+const LEGAL_FORMS: &[&str] = &[
+    "AS", "ASA", "AB", "Oy", "Oyj", "ApS", "A/S", "GmbH", "AG", "KG", "OHG", "BV", "NV", "SA", "SAS", "SARL", "SL",
+    "SpA", "Srl", "SE", "Ltd", "LLC", "LLP", "Inc", "Corp", "PLC", "Plc", "plc", "Pty", "Co", "KK", "Sp", "SRL",
+];
+
+/// ISO 20022 party elements whose `<Nm>` is a person's or an organisation's name (creditor,
+/// debtor, ultimate parties, a related party of a statement entry).
+const ISO20022_PARTIES: &[&str] = &["<Cdtr>", "<Dbtr>", "<UltmtCdtr>", "<UltmtDbtr>", "<Pty>"];
 
 /// Column and field names for a person's name, lower case without `_`; a name that ends with
 /// one of them (`billing_last_name`, `patientFirstName`) counts too.
@@ -785,6 +799,7 @@ impl NameColumn {
                     && w.chars().all(|c| c.is_alphabetic() || matches!(c, '-' | '\'' | '’' | '.'))
             })
             && Layout::clean_words(&ws)
+            && !ws.last().is_some_and(|w| LEGAL_FORMS.contains(&w.trim_end_matches('.')))
     }
 
     /// The quoted scalar after a `"key": ` field, if there is one.
@@ -808,6 +823,7 @@ impl Recognizer for NameColumn {
     fn triggers(&self) -> &[&'static str] {
         &[
             r#"(?i)(?:first_?name|last_?name|given_?names?|family_?name|sur_?name|middle_?name|full_?name|fore_?names?|patient_?name|customer_?name|employee_?name|contact_?name|holder_?name|"family"|"given")"#,
+            "<Nm>",
         ]
     }
     fn find(&self, text: &NormalizedText<'_>, out: &mut Vec<Finding>) {
@@ -835,6 +851,19 @@ impl Recognizer for NameColumn {
                 if Self::name_like(&t[s..e]) {
                     out.push(finding(EntityKind::Person, s, e, 0.75, &["name-column"]));
                 }
+            }
+        }
+        // `<Cdtr><Nm>Anna Berg</Nm>`: the name of a party that is a person (an organisation's
+        // name has an organisation word or is not shaped like a name).
+        for m in self.party.find_iter(t) {
+            let lead = before(t, m.start(), 48).trim_end();
+            if !ISO20022_PARTIES.iter().any(|p| lead.ends_with(p)) {
+                continue;
+            }
+            let Some(len) = t[m.end()..].find("</Nm>") else { continue };
+            let (s, e) = (m.end(), m.end() + len);
+            if len <= 70 && Self::name_like(&t[s..e]) {
+                out.push(finding(EntityKind::Person, s, e, 0.75, &["iso20022-party-name"]));
             }
         }
     }

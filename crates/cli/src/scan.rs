@@ -187,7 +187,7 @@ fn detect_to<R: Read + Seek>(
     out: &mut impl Write,
 ) -> Result<()> {
     input.rewind().context("could not rewind the input")?;
-    scan_literals(input, sizes)?;
+    check_utf8(input, sizes, |_| {})?;
     input.rewind().context("could not rewind the input")?;
     let reader: &mut dyn Read = input;
     let mut level: Option<Level> = None;
@@ -282,11 +282,17 @@ fn redact_to<R: Read + Seek>(
     Ok(())
 }
 
-/// The first pass: checks that the input is UTF-8 (naming the offset of the first invalid byte)
-/// and collects its placeholder-shaped literals (which `detect` does not need; collecting them
-/// costs little next to reading).
+/// The first pass of `redact`: checks that the input is UTF-8 and collects its
+/// placeholder-shaped literals.
 fn scan_literals(reader: &mut dyn Read, sizes: Sizes) -> Result<Literals> {
     let mut scanner = LiteralScanner::new();
+    check_utf8(reader, sizes, |valid| scanner.push(valid))?;
+    Ok(scanner.finish())
+}
+
+/// Reads `reader` to its end, checking that it is UTF-8 (naming the offset of the first
+/// invalid byte) and handing each valid piece to `each`.
+fn check_utf8(reader: &mut dyn Read, sizes: Sizes, mut each: impl FnMut(&[u8])) -> Result<()> {
     // Room for at least one byte after an incomplete character (at most 3 bytes) carried over.
     let mut buf = vec![0u8; sizes.read.max(4)];
     let (mut carried, mut base) = (0usize, 0usize);
@@ -294,9 +300,9 @@ fn scan_literals(reader: &mut dyn Read, sizes: Sizes) -> Result<Literals> {
         let n = read_some(reader, &mut buf[carried..])?;
         let filled = carried + n;
         let valid = valid_prefix(&buf[..filled], base, n == 0)?.len();
-        scanner.push(&buf[..valid]);
+        each(&buf[..valid]);
         if n == 0 {
-            return Ok(scanner.finish());
+            return Ok(());
         }
         buf.copy_within(valid..filled, 0);
         carried = filled - valid;

@@ -63,26 +63,24 @@ pub(crate) fn find_in_cued_lines<'t>(
     cue: &'t Regex,
     text: &'t str,
 ) -> impl Iterator<Item = Match<'t>> + 't {
-    // Once a line is searched, the cue search resumes at the next line.
-    let mut resume = 0;
-    let hits = std::iter::from_fn(move || {
-        let hit = cue.find_at(text, resume)?.start();
-        resume = line_end(text, hit);
-        Some(hit)
-    });
-    find_in_lines(re, text, hits)
+    find_in_lines(re, text, cue_hits(cue, text))
 }
 
-/// Where each line holding a match of `cue` has its first one, for [`find_in_lines`]: several
-/// patterns scoped by the same cue share one cue search.
-pub(crate) fn cued_lines(cue: &Regex, text: &str) -> Vec<usize> {
+/// The first match of `cue` on each line that holds one: once a line is found, the cue search
+/// resumes at the next line.
+fn cue_hits<'t>(cue: &'t Regex, text: &'t str) -> impl Iterator<Item = usize> + 't {
     let mut resume = 0;
-    std::iter::from_fn(|| {
+    std::iter::from_fn(move || {
         let hit = cue.find_at(text, resume)?.start();
         resume = line_end(text, hit);
         Some(hit)
     })
-    .collect()
+}
+
+/// [`cue_hits`] collected, for [`find_in_lines`]: several patterns scoped by the same cue share
+/// one cue search.
+pub(crate) fn cued_lines(cue: &Regex, text: &str) -> Vec<usize> {
+    cue_hits(cue, text).collect()
 }
 
 /// The matches of `re` in `text` on the lines that hold one of `hits` (positions in

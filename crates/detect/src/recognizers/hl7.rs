@@ -60,7 +60,7 @@ enum Field {
     Ids { patient: bool },
     /// XPN person names.
     Name,
-    /// XCN: a clinician (ID, family name, given name): the names are reported.
+    /// XCN: a clinician (ID, family name, given name, middle name): the names are reported.
     Staff,
     /// TS date/time of birth.
     Birth,
@@ -268,32 +268,10 @@ fn read_field(field: Field, label: &'static str, at: usize, value: &str, d: &Del
     for (at, rep) in pieces(value, at, d.repetition) {
         match field {
             Field::Ids { patient } => identifier(patient, label, at, rep, d, out),
-            Field::Name => {
-                // Family name (its first subcomponent, the surname), given name, middle names.
-                let parts = [(1, "family-name"), (2, "given-name"), (3, "middle-name")];
-                for (n, what) in parts {
-                    let Some((at, part)) = nth(rep, at, d.component, n) else { break };
-                    let part = if n == 1 { nth(part, at, d.subcomponent, 1) } else { Some((at, part)) };
-                    let Some((at, name)) = part.and_then(|(at, p)| trimmed(at, p)) else { continue };
-                    // A middle initial alone ("A", "J.") names nobody.
-                    let initial = n == 3 && name.trim_end_matches('.').chars().count() == 1;
-                    if person_name(name) && !initial {
-                        out.push(finding(EntityKind::Person, at, at + name.len(), SCORE, &[label, what]));
-                    }
-                }
-            }
-            Field::Staff => {
-                // XCN: ID number, family name (its surname subcomponent), given name, middle.
-                let parts = [(2, "family-name"), (3, "given-name")];
-                for (n, what) in parts {
-                    let Some((at, part)) = nth(rep, at, d.component, n) else { break };
-                    let part = if n == 2 { nth(part, at, d.subcomponent, 1) } else { Some((at, part)) };
-                    let Some((at, name)) = part.and_then(|(at, p)| trimmed(at, p)) else { continue };
-                    if person_name(name) {
-                        out.push(finding(EntityKind::Person, at, at + name.len(), SCORE, &[label, what]));
-                    }
-                }
-            }
+            // XPN: family name (its surname subcomponent), given name, middle names. XCN: the
+            // same after an ID number.
+            Field::Name => names(rep, at, d, 1, label, out),
+            Field::Staff => names(rep, at, d, 2, label, out),
             Field::Birth => {
                 let Some((at, time)) = nth(rep, at, d.component, 1).and_then(|(at, p)| trimmed(at, p)) else {
                     continue;
@@ -361,6 +339,21 @@ fn identifier(patient: bool, label: &'static str, at: usize, cx: &str, d: &Delim
 }
 
 /// A name part: a letter, no digit, not HL7's null (`""`), not absurdly long.
+/// The family, given and middle names of an XPN (`family` = 1) or XCN (`family` = 2) value,
+/// each its own PERSON span; a middle initial alone ("A", "J.") names nobody.
+fn names(rep: &str, at: usize, d: &Delimiters, family: usize, label: &'static str, out: &mut Vec<Finding>) {
+    let parts = [(family, "family-name"), (family + 1, "given-name"), (family + 2, "middle-name")];
+    for (n, what) in parts {
+        let Some((at, part)) = nth(rep, at, d.component, n) else { break };
+        let part = if n == family { nth(part, at, d.subcomponent, 1) } else { Some((at, part)) };
+        let Some((at, name)) = part.and_then(|(at, p)| trimmed(at, p)) else { continue };
+        let initial = what == "middle-name" && name.trim_end_matches('.').chars().count() == 1;
+        if person_name(name) && !initial {
+            out.push(finding(EntityKind::Person, at, at + name.len(), SCORE, &[label, what]));
+        }
+    }
+}
+
 fn person_name(s: &str) -> bool {
     s.len() <= 60 && s.chars().any(char::is_alphabetic) && !s.bytes().any(|b| b.is_ascii_digit())
 }

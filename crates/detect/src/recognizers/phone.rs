@@ -491,7 +491,11 @@ fn other_number_label(t: &str, start: usize) -> bool {
     }
     let (stem, suffix) = word.split_at(word.len() - "nummer".len());
     const PHONE_STEMS: &[&str] = &["tel", "fon", "phon", "handy", "mobil", "gsm", "fax", "ruf", "kontakt", "contact"];
-    suffix.eq_ignore_ascii_case("nummer") && !PHONE_STEMS.iter().any(|p| stem.to_lowercase().contains(p))
+    if !suffix.eq_ignore_ascii_case("nummer") {
+        return false;
+    }
+    let stem = stem.to_lowercase();
+    !PHONE_STEMS.iter().any(|p| stem.contains(p))
 }
 
 /// Two separators in a row (other than a space after a closing parenthesis).

@@ -121,11 +121,13 @@ pub(super) fn add(all: &mut Vec<Box<dyn Recognizer>>) -> Result<(), DetectError>
         )?,
         // The password words of other languages, in a cue of their own: joined to the one
         // above, the literals are too many for the vectorised search.
-        cue_foreign: compile(
+        // The words themselves, so every key the assignment pattern takes has its cue.
+        cue_foreign: compile("password", FOREIGN_PASSWORD_WORDS)?,
+        // A key name and its separator: `password=`, `"passwd": `, `hasło:`.
+        assign: compile(
             "password",
-            "[Hh]as(?:ł|l)o|HAS(?:Ł|L)O|[Cc]ontrase|CONTRASE|[Kk]ennwort|KENNWORT|[Ww]achtwoord|WACHTWOORD|[Ss]enha|SENHA|[Ll](?:ö|o)senord|L(?:Ö|O)SENORD|[Ss]alasana|SALASANA",
+            &format!(r#"(?:\b(?:{FOREIGN_PASSWORD_WORDS})|{PASSWORD_KEY_NAMES})["']?[ \t]*(?:=|:=|:|=>)[ \t]*"#),
         )?,
-        assign: compile("password", PASSWORD_KEY)?,
         // `--password x`, `redis-server --requirepass x`.
         // In an exec-form argument list the value is the next element:
         // `command: ["redis-server", "--requirepass", "…"]`.
@@ -355,9 +357,14 @@ impl Recognizer for PrivateKey {
     }
 }
 
-/// A password key name and its separator: `password=`, `DB_PASSWORD:`, `"passwd": `,
-/// `userPassword =`, `smtp.pass:`.
-const PASSWORD_KEY: &str = r#"(?:\b(?:[Hh]as(?:ł|l)o|HAS(?:Ł|L)O|[Cc]ontrase(?:ñ|n)a|CONTRASE(?:Ñ|N)A|[Kk]ennwort|KENNWORT|[Ww]achtwoord|WACHTWOORD|[Ss]enha|SENHA|[Ll](?:ö|o)senord|L(?:Ö|O)SENORD|[Ss]alasana|SALASANA)|\b(?i:(?:[a-z0-9]+[_\-.])*(?:password|passwd|passphrase|pwd|passwort|mot[ \t]+de[ \t]+passe)|(?:[a-z0-9]+[_\-.])+pass)|\b[A-Za-z][A-Za-z0-9]*(?:Password|Passwd|Passphrase|Pwd|Pass))["']?[ \t]*(?:=|:=|:|=>)[ \t]*"#;
+/// "Password" in Polish, Spanish, German, Dutch, Portuguese, Swedish and Finnish, in lower
+/// case, capitalised and in capitals: case-sensitive, since under `(?i)` the variants are too
+/// many for the vectorised literal search that the cue relies on.
+const FOREIGN_PASSWORD_WORDS: &str = "[Hh]as(?:ł|l)o|HAS(?:Ł|L)O|[Cc]ontrase(?:ñ|n)a|CONTRASE(?:Ñ|N)A|[Kk]ennwort|KENNWORT|[Ww]achtwoord|WACHTWOORD|[Ss]enha|SENHA|[Ll](?:ö|o)senord|L(?:Ö|O)SENORD|[Ss]alasana|SALASANA";
+
+/// Password key names: `password`, `DB_PASSWORD`, `passwd`, `userPassword`, `smtp.pass`. With
+/// [`FOREIGN_PASSWORD_WORDS`] and a separator they make the assignment pattern (see `add`).
+const PASSWORD_KEY_NAMES: &str = r#"\b(?i:(?:[a-z0-9]+[_\-.])*(?:password|passwd|passphrase|pwd|passwort|mot[ \t]+de[ \t]+passe)|(?:[a-z0-9]+[_\-.])+pass)|\b[A-Za-z][A-Za-z0-9]*(?:Password|Passwd|Passphrase|Pwd|Pass)"#;
 
 /// A secret-looking key name and its separator: `api_key=`, `"client_secret": `, `authToken:`,
 /// `"SessionToken":` (PascalCase, as in AWS and .NET JSON),
